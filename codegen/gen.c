@@ -1,0 +1,851 @@
+/* The code generator: CodeGeneratorRequest in, CodeGeneratorResponse out.
+ * All it knows of protobuf-c is its naming rules, written again here from
+ * protobuf-c's documentation of generated names:
+ *   type      Foo__Bar__BazQux      each dotted piece in CamelCase
+ *   function  foo__bar__baz_qux     each piece lower case, '_' before a
+ *                                   capital that follows a non-capital
+ *   macro     FOO__BAR__BAZ_QUX     the same in upper case */
+#include "gen.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "google/protobuf/compiler/plugin.pb-c.h"
+#include "google/protobuf/descriptor.pb-c.h"
+
+typedef Google__Protobuf__Compiler__CodeGeneratorRequest Request;
+typedef Google__Protobuf__Compiler__CodeGeneratorResponse Response;
+typedef Google__Protobuf__Compiler__CodeGeneratorResponse__File OutFile;
+typedef Google__Protobuf__FileDescriptorProto FileProto;
+typedef Google__Protobuf__ServiceDescriptorProto ServiceProto;
+typedef Google__Protobuf__MethodDescriptorProto MethodProto;
+
+/* ---- strings ---- */
+
+typedef struct sb {
+  char *p;
+  size_t len, cap;
+  int oom;
+} sb;
+
+static void sb_vprintf(sb *b, const char *fmt, va_list ap) {
+  va_list ap2;
+  int n;
+  if (b->oom)
+    return;
+  va_copy(ap2, ap);
+  n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt,
+                ap2);
+  va_end(ap2);
+  if (n < 0) {
+    b->oom = 1;
+    return;
+  }
+  if (!b->p || b->len + (size_t)n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + (size_t)n + 1)
+      cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+  }
+  b->len += (size_t)n;
+}
+
+static void sb_printf(sb *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sb_printf(sb *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sb_vprintf(b, fmt, ap);
+  va_end(ap);
+}
+
+/* Every name the generator makes lives until the run ends. */
+typedef struct gen {
+  char **names;
+  size_t n_names, cap_names;
+  int oom;
+  char error[512];
+} gen;
+
+static char *keep(gen *g, sb *b) {
+  if (b->oom || !b->p) {
+    free(b->p);
+    g->oom = 1;
+    return "";
+  }
+  if (g->n_names == g->cap_names) {
+    size_t cap = g->cap_names ? g->cap_names * 2 : 64;
+    char **n = realloc(g->names, cap * sizeof(*n));
+    if (!n) {
+      free(b->p);
+      g->oom = 1;
+      return "";
+    }
+    g->names = n;
+    g->cap_names = cap;
+  }
+  g->names[g->n_names++] = b->p;
+  return b->p;
+}
+
+static void fail(gen *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void fail(gen *g, const char *fmt, ...) {
+  va_list ap;
+  if (g->error[0])
+    return; /* keep the first error */
+  va_start(ap, fmt);
+  vsnprintf(g->error, sizeof(g->error), fmt, ap);
+  va_end(ap);
+}
+
+/* ---- protobuf-c's naming rules ---- */
+
+enum { CASE_CAMEL, CASE_LOWER, CASE_UPPER };
+
+static void piece(sb *b, const char *s, size_t n, int style) {
+  int was_upper = 1, next_upper = 1;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    int up = isupper((unsigned char)c) != 0;
+    switch (style) {
+    case CASE_CAMEL:
+      if (c == '_') {
+        next_upper = 1;
+      } else {
+        sb_printf(b, "%c", next_upper ? toupper((unsigned char)c) : c);
+        next_upper = 0;
+      }
+      break;
+    case CASE_LOWER:
+    case CASE_UPPER:
+      if (up && !was_upper)
+        sb_printf(b, "_");
+      sb_printf(b, "%c", style == CASE_LOWER ? tolower((unsigned char)c)
+                                             : toupper((unsigned char)c));
+      was_upper = up;
+      break;
+    }
+  }
+}
+
+/* A dotted full name ("pkg.sub.Msg", leading '.' allowed) in one style,
+ * pieces joined with "__". */
+static char *full_name(gen *g, const char *name, int style) {
+  sb b = {0};
+  const char *p = name;
+  int first = 1;
+  while (*p) {
+    const char *dot = strchr(p, '.');
+    size_t n = dot ? (size_t)(dot - p) : strlen(p);
+    if (n > 0) {
+      if (!first)
+        sb_printf(&b, "__");
+      piece(&b, p, n, style);
+      first = 0;
+    }
+    p += n + (dot ? 1 : 0);
+    if (!dot)
+      break;
+  }
+  if (!b.p)
+    sb_printf(&b, "%s", "");
+  return keep(g, &b);
+}
+
+static char *join(gen *g, const char *a, const char *sep, const char *c) {
+  sb b = {0};
+  sb_printf(&b, "%s%s%s", a, *a ? sep : "", c);
+  return keep(g, &b);
+}
+
+static int is_ident(const char *s) {
+  if (!s || !(isalpha((unsigned char)*s) || *s == '_'))
+    return 0;
+  for (; *s; s++)
+    if (!(isalnum((unsigned char)*s) || *s == '_'))
+      return 0;
+  return 1;
+}
+
+static int is_dotted_ident(const char *s) {
+  if (!s || !*s)
+    return 0;
+  for (;;) {
+    const char *dot = strchr(s, '.');
+    size_t n = dot ? (size_t)(dot - s) : strlen(s);
+    if (n == 0 || !(isalpha((unsigned char)*s) || *s == '_'))
+      return 0;
+    for (size_t i = 0; i < n; i++)
+      if (!(isalnum((unsigned char)s[i]) || s[i] == '_'))
+        return 0;
+    if (!dot)
+      return 1;
+    s = dot + 1;
+  }
+}
+
+/* ---- the model of one method ---- */
+
+typedef struct method {
+  const char *name;      /* SayHello */
+  const char *lower;     /* say_hello */
+  const char *path;      /* /helloworld.Greeter/SayHello */
+  const char *in_type;   /* Helloworld__HelloRequest */
+  const char *out_type;  /* Helloworld__HelloReply */
+  const char *in_desc;   /* helloworld__hello_request__descriptor */
+  const char *out_desc;
+  const char *kind;      /* PRPC_UNARY ... */
+  int client_streaming, server_streaming;
+} method;
+
+typedef struct service {
+  const char *full;   /* helloworld.Greeter */
+  const char *lower;  /* helloworld__greeter */
+  const char *camel;  /* Helloworld__Greeter */
+  const char *upper;  /* HELLOWORLD__GREETER */
+  method *methods;
+  size_t n;
+} service;
+
+/* Finds the file that defines a fully qualified message name, so that the
+ * c_package option of protobuf-c can be refused where it applies. */
+static const FileProto *file_of_type(const Request *req, const char *type) {
+  for (size_t i = 0; i < req->n_proto_file; i++) {
+    const FileProto *f = req->proto_file[i];
+    const char *pkg = f->package ? f->package : "";
+    size_t pl = strlen(pkg);
+    const char *rest = type + 1;
+    if (pl) {
+      if (strncmp(rest, pkg, pl) != 0 || rest[pl] != '.')
+        continue;
+      rest += pl + 1;
+    }
+    for (size_t m = 0; m < f->n_message_type; m++) {
+      const char *mn = f->message_type[m]->name;
+      size_t ml = mn ? strlen(mn) : 0;
+      if (ml && strncmp(rest, mn, ml) == 0 &&
+          (rest[ml] == '\0' || rest[ml] == '.'))
+        return f;
+    }
+  }
+  return NULL;
+}
+
+/* Reads a varint; returns the bytes used, or 0 if malformed. */
+static size_t read_varint(const uint8_t *p, size_t len, uint64_t *v) {
+  *v = 0;
+  for (size_t i = 0; i < len && i < 10; i++) {
+    *v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    if (!(p[i] & 0x80))
+      return i + 1;
+  }
+  return 0;
+}
+
+/* Returns the c_package set through protobuf-c's file option
+ * (google.protobuf.FileOptions extension 1019, ProtobufCFileOptions field 6),
+ * or NULL. protobuf-c.proto is marked no_generate, so the few bytes are read
+ * here by hand. */
+static char *c_package_of(const FileProto *f) {
+  const Google__Protobuf__FileOptions *o = f ? f->options : NULL;
+  if (!o)
+    return NULL;
+  for (size_t i = 0; i < o->base.n_unknown_fields; i++) {
+    const ProtobufCMessageUnknownField *u = &o->base.unknown_fields[i];
+    const uint8_t *p = u->data;
+    size_t left = u->len;
+    if (u->tag != 1019 || u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+      continue;
+    while (left > 0) {
+      uint64_t key, val;
+      size_t n = read_varint(p, left, &key);
+      if (n == 0)
+        return NULL;
+      p += n;
+      left -= n;
+      switch (key & 7) {
+      case 0:
+        if ((n = read_varint(p, left, &val)) == 0)
+          return NULL;
+        break;
+      case 1:
+        n = 8;
+        break;
+      case 5:
+        n = 4;
+        break;
+      case 2:
+        if ((n = read_varint(p, left, &val)) == 0 || val > left - n)
+          return NULL;
+        if ((key >> 3) == 6)
+          return strndup((const char *)p + n, (size_t)val);
+        n += (size_t)val;
+        break;
+      default:
+        return NULL;
+      }
+      if (n > left)
+        return NULL;
+      p += n;
+      left -= n;
+    }
+  }
+  return NULL;
+}
+
+static int check_type(gen *g, const Request *req, const char *type,
+                      const char *where) {
+  const FileProto *f;
+  char *cpkg;
+  if (!type || type[0] != '.' || !is_dotted_ident(type + 1)) {
+    fail(g, "%s: message type '%s' is not a fully qualified name", where,
+         type ? type : "(none)");
+    return -1;
+  }
+  f = file_of_type(req, type);
+  if (!f) {
+    fail(g, "%s: message type '%s' is not defined in any file of the request",
+         where, type);
+    return -1;
+  }
+  cpkg = c_package_of(f);
+  if (cpkg) {
+    fail(g,
+         "%s: %s sets protobuf-c's c_package option ('%s'), which "
+         "protoc-gen-prpc does not support",
+         where, f->name ? f->name : "a file", cpkg);
+    free(cpkg);
+    return -1;
+  }
+  return 0;
+}
+
+static int build_service(gen *g, const Request *req, const FileProto *f,
+                         const ServiceProto *sp, service *s) {
+  const char *pkg = f->package ? f->package : "";
+  if (!is_ident(sp->name)) {
+    fail(g, "%s: service name '%s' is not an identifier", f->name,
+         sp->name ? sp->name : "");
+    return -1;
+  }
+  s->full = join(g, pkg, ".", sp->name);
+  s->lower = full_name(g, s->full, CASE_LOWER);
+  s->camel = full_name(g, s->full, CASE_CAMEL);
+  s->upper = full_name(g, s->full, CASE_UPPER);
+  s->n = sp->n_method;
+  s->methods = calloc(s->n ? s->n : 1, sizeof(*s->methods));
+  if (!s->methods) {
+    g->oom = 1;
+    return -1;
+  }
+  for (size_t i = 0; i < sp->n_method; i++) {
+    const MethodProto *mp = sp->method[i];
+    method *m = &s->methods[i];
+    char where[300];
+    snprintf(where, sizeof(where), "%s: %s.%s", f->name, s->full,
+             mp->name ? mp->name : "?");
+    if (!is_ident(mp->name)) {
+      fail(g, "%s: method name is not an identifier", where);
+      return -1;
+    }
+    if (check_type(g, req, mp->input_type, where) != 0 ||
+        check_type(g, req, mp->output_type, where) != 0)
+      return -1;
+    m->name = mp->name;
+    m->lower = full_name(g, mp->name, CASE_LOWER);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(s->methods[j].lower, m->lower) == 0) {
+        fail(g, "%s: methods %s and %s both map to the C name '%s'", f->name,
+             s->methods[j].name, m->name, m->lower);
+        return -1;
+      }
+    {
+      sb b = {0};
+      sb_printf(&b, "/%s/%s", s->full, mp->name);
+      m->path = keep(g, &b);
+    }
+    m->in_type = full_name(g, mp->input_type, CASE_CAMEL);
+    m->out_type = full_name(g, mp->output_type, CASE_CAMEL);
+    m->in_desc = join(g, full_name(g, mp->input_type, CASE_LOWER), "",
+                      "__descriptor");
+    m->out_desc = join(g, full_name(g, mp->output_type, CASE_LOWER), "",
+                       "__descriptor");
+    m->client_streaming = mp->has_client_streaming && mp->client_streaming;
+    m->server_streaming = mp->has_server_streaming && mp->server_streaming;
+    m->kind = m->client_streaming
+                  ? (m->server_streaming ? "PRPC_BIDI_STREAMING"
+                                         : "PRPC_CLIENT_STREAMING")
+                  : (m->server_streaming ? "PRPC_SERVER_STREAMING"
+                                         : "PRPC_UNARY");
+  }
+  return 0;
+}
+
+/* ---- output ---- */
+
+static void emit_header_service(sb *h, const service *s) {
+  sb_printf(h,
+            "\n/* ---- %s ---- */\n\n"
+            "/* The method table, for prpc_server_register() and tools. */\n"
+            "extern const prpc_service_desc %s__prpc_service;\n",
+            s->full, s->lower);
+
+  sb_printf(h, "\n/* Client. Ownership and return values as documented for "
+               "prpc_unary_call()\n * and prpc_call_*() in "
+               "<piperpc/piperpc.h>. */\n");
+  for (size_t i = 0; i < s->n; i++) {
+    const method *m = &s->methods[i];
+    const char *fn = s->lower;
+    if (!m->client_streaming && !m->server_streaming) {
+      sb_printf(h,
+                "\n/* Calls %s and blocks until it ends. On GRPC_STATUS_OK "
+                "*reply is a new\n * message the caller owns: free it with "
+                "protobuf_c_message_free_unpacked(). */\n"
+                "grpc_status_code %s_client__%s(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    %s **reply, prpc_status *status);\n",
+                m->path, fn, m->lower, m->in_type, m->out_type);
+      continue;
+    }
+    sb_printf(h, "\n/* %s (%s). End the call with ", m->path,
+              m->client_streaming && m->server_streaming ? "bidi-streaming"
+              : m->client_streaming ? "client-streaming"
+                                    : "server-streaming");
+    if (m->client_streaming && !m->server_streaming)
+      sb_printf(h, "%s_client__%s_finish(). */\n", fn, m->lower);
+    else
+      sb_printf(h, "prpc_call_finish(call, NULL, status). */\n");
+    if (m->server_streaming && !m->client_streaming)
+      sb_printf(h,
+                "int %s_client__%s_start(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    prpc_call **call);\n",
+                fn, m->lower, m->in_type);
+    else
+      sb_printf(h,
+                "int %s_client__%s_start(prpc_channel *channel,\n"
+                "    const prpc_call_opts *opts, prpc_call **call);\n",
+                fn, m->lower);
+    if (m->client_streaming)
+      sb_printf(h, "int %s_client__%s_write(prpc_call *call, const %s *msg);\n",
+                fn, m->lower, m->in_type);
+    if (m->server_streaming)
+      sb_printf(h, "int %s_client__%s_read(prpc_call *call, %s **msg);\n", fn,
+                m->lower, m->out_type);
+    if (m->client_streaming && !m->server_streaming)
+      sb_printf(h,
+                "grpc_status_code %s_client__%s_finish(prpc_call *call,\n"
+                "    %s **reply, prpc_status *status);\n",
+                fn, m->lower, m->out_type);
+  }
+
+  sb_printf(h,
+            "\n/* Server. One handler per rpc; a NULL handler answers "
+            "UNIMPLEMENTED.\n"
+            " * request is borrowed until the handler returns. reply starts "
+            "at its INIT\n"
+            " * value; what it points to must last until the call ends: use "
+            "prpc_ctx_alloc()\n"
+            " * or prpc_ctx_strdup(). Return GRPC_STATUS_OK to send the "
+            "reply, or another\n"
+            " * code to send that status (prpc_ctx_set_message() adds "
+            "details). */\n"
+            "typedef struct %sServer {\n",
+            s->camel);
+  for (size_t i = 0; i < s->n; i++) {
+    const method *m = &s->methods[i];
+    if (!m->client_streaming && !m->server_streaming)
+      sb_printf(h,
+                "  grpc_status_code (*%s)(prpc_ctx *ctx, const %s *request,\n"
+                "      %s *reply, void *user_data);\n",
+                m->lower, m->in_type, m->out_type);
+    else if (!m->client_streaming)
+      sb_printf(h,
+                "  grpc_status_code (*%s)(prpc_ctx *ctx, const %s *request,\n"
+                "      void *user_data);\n",
+                m->lower, m->in_type);
+    else if (!m->server_streaming)
+      sb_printf(h,
+                "  grpc_status_code (*%s)(prpc_ctx *ctx, %s *reply,\n"
+                "      void *user_data);\n",
+                m->lower, m->out_type);
+    else
+      sb_printf(h, "  grpc_status_code (*%s)(prpc_ctx *ctx, void *user_data);\n",
+                m->lower);
+  }
+  if (s->n == 0)
+    sb_printf(h, "  int unused_; /* the service has no methods */\n");
+  sb_printf(h, "} %sServer;\n", s->camel);
+  sb_printf(h, "#define %s_SERVER__INIT(prefix_) {", s->upper);
+  for (size_t i = 0; i < s->n; i++)
+    sb_printf(h, "%s prefix_##%s", i ? "," : "", s->methods[i].lower);
+  sb_printf(h, "%s }\n", s->n ? "" : " 0");
+  sb_printf(h,
+            "\n/* Registers the handlers; before prpc_server_start() only. "
+            "impl and\n * user_data are borrowed and must outlive the "
+            "server. Returns 0 or a\n * negative PRPC_E* or -errno code. */\n"
+            "int %s_server__register(prpc_server *server,\n"
+            "    const %sServer *impl, void *user_data);\n",
+            s->lower, s->camel);
+  for (size_t i = 0; i < s->n; i++) {
+    const method *m = &s->methods[i];
+    if (m->server_streaming)
+      sb_printf(h,
+                "/* Sends one %s to the client; see prpc_ctx_write(). */\n"
+                "int %s_server__%s_write(prpc_ctx *ctx, const %s *msg);\n",
+                m->out_type, s->lower, m->lower, m->out_type);
+    if (m->client_streaming)
+      sb_printf(h,
+                "/* Receives one %s; see prpc_ctx_read(). The handler owns "
+                "*msg. */\n"
+                "int %s_server__%s_read(prpc_ctx *ctx, %s **msg);\n",
+                m->in_type, s->lower, m->lower, m->in_type);
+  }
+}
+
+static void emit_source_service(sb *c, const service *s) {
+  const char *fn = s->lower;
+  sb_printf(c, "\n/* ---- %s ---- */\n\n", s->full);
+  if (s->n) {
+    sb_printf(c, "static const prpc_method_desc %s__methods[%zu] = {\n", fn,
+              s->n);
+    for (size_t i = 0; i < s->n; i++) {
+      const method *m = &s->methods[i];
+      sb_printf(c,
+                "  {\"%s\", %s, &prpc_codec_protobuf_c,\n"
+                "   &%s, &%s},\n",
+                m->path, m->kind, m->in_desc, m->out_desc);
+    }
+    sb_printf(c, "};\n\n");
+  }
+  sb_printf(c,
+            "const prpc_service_desc %s__prpc_service = {\n"
+            "  \"%s\", %zu, %s%s\n};\n",
+            fn, s->full, s->n, s->n ? fn : "NULL", s->n ? "__methods" : "");
+
+  for (size_t i = 0; i < s->n; i++) {
+    const method *m = &s->methods[i];
+    const char *md = m->lower;
+    if (!m->client_streaming && !m->server_streaming) {
+      sb_printf(c,
+                "\ngrpc_status_code %s_client__%s(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    %s **reply, prpc_status *status) {\n"
+                "  void *r = NULL;\n"
+                "  grpc_status_code code = prpc_unary_call(channel, "
+                "&%s__methods[%zu],\n"
+                "      request, opts, reply ? &r : NULL, status);\n"
+                "  if (reply)\n"
+                "    *reply = r;\n"
+                "  return code;\n"
+                "}\n",
+                fn, md, m->in_type, m->out_type, fn, i);
+      continue;
+    }
+    if (m->server_streaming && !m->client_streaming)
+      sb_printf(c,
+                "\nint %s_client__%s_start(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    prpc_call **call) {\n"
+                "  return prpc_call_start(channel, &%s__methods[%zu], "
+                "request, opts, call);\n"
+                "}\n",
+                fn, md, m->in_type, fn, i);
+    else
+      sb_printf(c,
+                "\nint %s_client__%s_start(prpc_channel *channel,\n"
+                "    const prpc_call_opts *opts, prpc_call **call) {\n"
+                "  return prpc_call_start(channel, &%s__methods[%zu], NULL, "
+                "opts, call);\n"
+                "}\n",
+                fn, md, fn, i);
+    if (m->client_streaming)
+      sb_printf(c,
+                "\nint %s_client__%s_write(prpc_call *call, const %s *msg) {\n"
+                "  return prpc_call_write(call, msg);\n"
+                "}\n",
+                fn, md, m->in_type);
+    if (m->server_streaming)
+      sb_printf(c,
+                "\nint %s_client__%s_read(prpc_call *call, %s **msg) {\n"
+                "  void *r = NULL;\n"
+                "  int rc = prpc_call_read(call, &r);\n"
+                "  *msg = r;\n"
+                "  return rc;\n"
+                "}\n",
+                fn, md, m->out_type);
+    if (m->client_streaming && !m->server_streaming)
+      sb_printf(c,
+                "\ngrpc_status_code %s_client__%s_finish(prpc_call *call,\n"
+                "    %s **reply, prpc_status *status) {\n"
+                "  void *r = NULL;\n"
+                "  grpc_status_code code = prpc_call_finish(call, reply ? &r "
+                ": NULL, status);\n"
+                "  if (reply)\n"
+                "    *reply = r;\n"
+                "  return code;\n"
+                "}\n",
+                fn, md, m->out_type);
+  }
+
+  /* Server: one trampoline per method casts back to the typed handler. */
+  for (size_t i = 0; i < s->n; i++) {
+    const method *m = &s->methods[i];
+    const char *args;
+    if (!m->client_streaming && !m->server_streaming)
+      args = "ctx, request, reply, user_data";
+    else if (!m->client_streaming)
+      args = "ctx, request, user_data";
+    else if (!m->server_streaming)
+      args = "ctx, reply, user_data";
+    else
+      args = "ctx, user_data";
+    sb_printf(c,
+              "\nstatic grpc_status_code %s__%s__invoke(const void *impl, "
+              "prpc_ctx *ctx,\n"
+              "    const void *request, void *reply, void *user_data) {\n"
+              "  (void)request;\n"
+              "  (void)reply;\n"
+              "  return ((const %sServer *)impl)->%s(%s);\n"
+              "}\n",
+              fn, m->lower, s->camel, m->lower, args);
+  }
+  sb_printf(c,
+            "\nint %s_server__register(prpc_server *server,\n"
+            "    const %sServer *impl, void *user_data) {\n",
+            fn, s->camel);
+  if (s->n) {
+    sb_printf(c, "  prpc_invoke_fn invokers[%zu];\n", s->n);
+    sb_printf(c, "  if (!impl)\n    return -22; /* -EINVAL */\n");
+    for (size_t i = 0; i < s->n; i++)
+      sb_printf(c, "  invokers[%zu] = impl->%s ? %s__%s__invoke : NULL;\n", i,
+                s->methods[i].lower, fn, s->methods[i].lower);
+    sb_printf(c,
+              "  return prpc_server_register(server, &%s__prpc_service, "
+              "invokers, impl,\n"
+              "                              user_data);\n}\n",
+              fn);
+  } else {
+    sb_printf(c,
+              "  (void)impl;\n"
+              "  return prpc_server_register(server, &%s__prpc_service, "
+              "NULL, NULL,\n"
+              "                              user_data);\n}\n",
+              fn);
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    const method *m = &s->methods[i];
+    if (m->server_streaming)
+      sb_printf(c,
+                "\nint %s_server__%s_write(prpc_ctx *ctx, const %s *msg) {\n"
+                "  return prpc_ctx_write(ctx, msg);\n"
+                "}\n",
+                fn, m->lower, m->out_type);
+    if (m->client_streaming)
+      sb_printf(c,
+                "\nint %s_server__%s_read(prpc_ctx *ctx, %s **msg) {\n"
+                "  void *r = NULL;\n"
+                "  int rc = prpc_ctx_read(ctx, &r);\n"
+                "  *msg = r;\n"
+                "  return rc;\n"
+                "}\n",
+                fn, m->lower, m->in_type);
+  }
+}
+
+/* "dir/foo.proto" -> "dir/foo" */
+static char *strip_proto(gen *g, const char *name) {
+  sb b = {0};
+  size_t n = strlen(name);
+  if (n > 6 && strcmp(name + n - 6, ".proto") == 0)
+    n -= 6;
+  sb_printf(&b, "%.*s", (int)n, name);
+  return keep(g, &b);
+}
+
+static char *guard_of(gen *g, const char *base) {
+  sb b = {0};
+  sb_printf(&b, "PRPC_GEN_");
+  for (const char *p = base; *p; p++)
+    sb_printf(&b, "%c",
+              isalnum((unsigned char)*p) ? toupper((unsigned char)*p) : '_');
+  sb_printf(&b, "_PRPC_H");
+  return keep(g, &b);
+}
+
+static int generate_file(gen *g, const Request *req, const FileProto *f,
+                         sb *h, sb *c) {
+  const char *base = strip_proto(g, f->name);
+  const char *guard = guard_of(g, base);
+  const char *slash = strrchr(base, '/');
+  service *svcs = calloc(f->n_service ? f->n_service : 1, sizeof(*svcs));
+  int rc = 0;
+  if (!svcs) {
+    g->oom = 1;
+    return -1;
+  }
+  if (f->package && *f->package && !is_dotted_ident(f->package)) {
+    fail(g, "%s: package '%s' is not a dotted identifier", f->name,
+         f->package);
+    rc = -1;
+  }
+  for (size_t i = 0; rc == 0 && i < f->n_service; i++)
+    rc = build_service(g, req, f, f->service[i], &svcs[i]);
+  if (rc == 0 && !g->oom) {
+    sb_printf(h,
+              "/* Generated by protoc-gen-prpc. DO NOT EDIT. */\n"
+              "/* source: %s */\n"
+              "#ifndef %s\n#define %s\n\n"
+              "#include <piperpc/piperpc.h>\n"
+              "#include \"%s.pb-c.h\"\n\n"
+              "#if PRPC_GEN_ABI != 1\n"
+              "#error \"Regenerate with the protoc-gen-prpc that matches this "
+              "runtime.\"\n"
+              "#endif\n\n"
+              "#ifdef __cplusplus\nextern \"C\" {\n#endif\n",
+              f->name, guard, guard, base);
+    for (size_t i = 0; i < f->n_service; i++)
+      emit_header_service(h, &svcs[i]);
+    sb_printf(h, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s */\n",
+              guard);
+    sb_printf(c,
+              "/* Generated by protoc-gen-prpc. DO NOT EDIT. */\n"
+              "/* source: %s */\n"
+              "#include \"%s.prpc.h\"\n",
+              f->name, slash ? slash + 1 : base);
+    for (size_t i = 0; i < f->n_service; i++)
+      emit_source_service(c, &svcs[i]);
+  }
+  for (size_t i = 0; i < f->n_service; i++)
+    free(svcs[i].methods);
+  free(svcs);
+  return rc;
+}
+
+static const FileProto *find_file(const Request *req, const char *name) {
+  for (size_t i = 0; i < req->n_proto_file; i++)
+    if (req->proto_file[i]->name && strcmp(req->proto_file[i]->name, name) == 0)
+      return req->proto_file[i];
+  return NULL;
+}
+
+static int check_parameter(gen *g, const char *param) {
+  /* Comma-separated key=value pairs. */
+  const char *p = param ? param : "";
+  while (*p) {
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n == strlen("backend=protobuf-c") &&
+        strncmp(p, "backend=protobuf-c", n) == 0) {
+      /* the default */
+    } else if (n > 0) {
+      fail(g,
+           "unknown option '%.*s' (supported: backend=protobuf-c)",
+           (int)(n > 100 ? 100 : n), p);
+      return -1;
+    }
+    p += n + (end ? 1 : 0);
+  }
+  return 0;
+}
+
+int prpc_gen_run(const uint8_t *data, size_t len, uint8_t **resp_out,
+                 size_t *resp_len) {
+  gen g;
+  Request *req;
+  Response resp = GOOGLE__PROTOBUF__COMPILER__CODE_GENERATOR_RESPONSE__INIT;
+  OutFile *files = NULL;
+  OutFile **file_ptrs = NULL;
+  size_t n_out = 0;
+  int rc = 0;
+
+  memset(&g, 0, sizeof(g));
+  req = google__protobuf__compiler__code_generator_request__unpack(NULL, len,
+                                                                   data);
+  if (!req) {
+    fail(&g, "the CodeGeneratorRequest does not decode (is protoc-gen-prpc "
+             "being run by protoc?)");
+  } else if (check_parameter(&g, req->parameter) == 0) {
+    size_t n = req->n_file_to_generate;
+    files = calloc(n ? 2 * n : 1, sizeof(*files));
+    file_ptrs = calloc(n ? 2 * n : 1, sizeof(*file_ptrs));
+    if (!files || !file_ptrs)
+      g.oom = 1;
+    for (size_t i = 0; i < n && !g.oom && !g.error[0]; i++) {
+      const char *name = req->file_to_generate[i];
+      const FileProto *f = find_file(req, name);
+      sb h = {0}, c = {0};
+      if (!f || !f->name) {
+        fail(&g, "%s: not among the request's proto files", name);
+        break;
+      }
+      if (generate_file(&g, req, f, &h, &c) != 0 || h.oom || c.oom) {
+        if (h.oom || c.oom)
+          g.oom = 1;
+        free(h.p);
+        free(c.p);
+        break;
+      }
+      const char *base = strip_proto(&g, f->name);
+      sb hn = {0}, cn = {0};
+      sb_printf(&hn, "%s.prpc.h", base);
+      sb_printf(&cn, "%s.prpc.c", base);
+      google__protobuf__compiler__code_generator_response__file__init(
+          &files[n_out]);
+      files[n_out].name = keep(&g, &hn);
+      files[n_out].content = keep(&g, &h);
+      file_ptrs[n_out] = &files[n_out];
+      n_out++;
+      google__protobuf__compiler__code_generator_response__file__init(
+          &files[n_out]);
+      files[n_out].name = keep(&g, &cn);
+      files[n_out].content = keep(&g, &c);
+      file_ptrs[n_out] = &files[n_out];
+      n_out++;
+    }
+  }
+
+  resp.has_supported_features = 1;
+  resp.supported_features =
+      GOOGLE__PROTOBUF__COMPILER__CODE_GENERATOR_RESPONSE__FEATURE__FEATURE_PROTO3_OPTIONAL;
+  if (g.oom) {
+    rc = -1;
+  } else if (g.error[0]) {
+    resp.error = g.error;
+  } else {
+    resp.n_file = n_out;
+    resp.file = file_ptrs;
+  }
+  if (rc == 0) {
+    size_t size =
+        google__protobuf__compiler__code_generator_response__get_packed_size(
+            &resp);
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf) {
+      rc = -1;
+    } else {
+      google__protobuf__compiler__code_generator_response__pack(&resp, buf);
+      *resp_out = buf;
+      *resp_len = size;
+    }
+  }
+
+  google__protobuf__compiler__code_generator_request__free_unpacked(req, NULL);
+  for (size_t i = 0; i < g.n_names; i++)
+    free(g.names[i]);
+  free(g.names);
+  free(files);
+  free(file_ptrs);
+  return rc;
+}

@@ -1,0 +1,103 @@
+/* piperpc: method tables and the message codec interface.
+ *
+ * Generated code (*.prpc.c) fills these tables; applications rarely use them
+ * directly. The runtime never knows which protobuf library a message comes
+ * from: it encodes and decodes through a prpc_codec. */
+#ifndef PRPC_METHOD_H
+#define PRPC_METHOD_H
+
+#include <piperpc/piperpc.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI generated code is written against. Bumped when a table changes. */
+#define PRPC_GEN_ABI 1
+
+typedef enum prpc_method_kind {
+  PRPC_UNARY = 0,
+  PRPC_CLIENT_STREAMING = 1,
+  PRPC_SERVER_STREAMING = 2,
+  PRPC_BIDI_STREAMING = 3
+} prpc_method_kind;
+
+/* Where a codec gets memory for decoded messages. Same layout as
+ * ProtobufCAllocator. */
+typedef struct prpc_allocator {
+  void *(*alloc)(void *data, size_t size);
+  void (*free)(void *data, void *ptr);
+  void *data;
+} prpc_allocator;
+
+/* A message codec. 'type' is the library's message descriptor (for
+ * protobuf-c a ProtobufCMessageDescriptor). All functions are thread-safe. */
+typedef struct prpc_codec {
+  const char *name;
+  /* Encoded size of msg. */
+  size_t (*encoded_size)(const void *type, const void *msg);
+  /* Encodes msg into out, which has encoded_size() bytes. Returns the number
+   * of bytes written, or (size_t)-1 on failure. */
+  size_t (*encode)(const void *type, const void *msg, uint8_t *out);
+  /* Decodes len bytes into a new message allocated from alloc (NULL: the
+   * library's default). Returns NULL if the bytes are not a valid message. */
+  void *(*decode)(const void *type, const uint8_t *data, size_t len,
+                  const prpc_allocator *alloc);
+  /* Frees a message from decode() with the same allocator. NULL is ok. */
+  void (*free)(const void *type, void *msg, const prpc_allocator *alloc);
+  /* Size of the message's C struct, and a function that sets a struct of
+   * that size to the message's default (INIT) value. */
+  size_t (*struct_size)(const void *type);
+  void (*init)(const void *type, void *msg);
+} prpc_codec;
+
+/* The codec for protobuf-c messages. */
+PRPC_API extern const prpc_codec prpc_codec_protobuf_c;
+
+/* One rpc of a service. */
+typedef struct prpc_method_desc {
+  const char *path; /* "/package.Service/Method" */
+  prpc_method_kind kind;
+  const prpc_codec *codec;
+  const void *input;  /* the codec's descriptor of the request message */
+  const void *output; /* ... and of the response message */
+} prpc_method_desc;
+
+/* One service: its full name and its methods in .proto order. */
+typedef struct prpc_service_desc {
+  const char *name; /* "package.Service" */
+  size_t n_methods;
+  const prpc_method_desc *methods;
+} prpc_service_desc;
+
+/* Calls the application's handler for one method. Generated code writes one
+ * per method; it casts impl to the typed handler table. Arguments by kind:
+ *   unary             request, reply (reply starts at the message's INIT)
+ *   server-streaming  request, reply NULL (send with prpc_ctx_write())
+ *   client-streaming  request NULL (read with prpc_ctx_read()), reply
+ *   bidi-streaming    request NULL, reply NULL
+ * request and reply are borrowed for the duration of the call. Returns the
+ * status to send; GRPC_STATUS_OK sends reply (for unary and client-streaming
+ * methods). */
+typedef grpc_status_code (*prpc_invoke_fn)(const void *impl, prpc_ctx *ctx,
+                                           const void *request, void *reply,
+                                           void *user_data);
+
+/* Registers a service's handlers. invokers has service->n_methods entries;
+ * a NULL entry answers UNIMPLEMENTED.
+ *   service            borrowed; must outlive the server (generated tables
+ *                      are static).
+ *   invokers           copied.
+ *   impl, user_data    borrowed; must outlive the server.
+ * Before prpc_server_start() only. Returns 0, PRPC_ESTATE (already
+ * started), PRPC_EEXIST (a path is already registered), -EINVAL or
+ * -ENOMEM. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_register(
+    prpc_server *server, const prpc_service_desc *service,
+    const prpc_invoke_fn *invokers, const void *impl, void *user_data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PRPC_METHOD_H */

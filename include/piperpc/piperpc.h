@@ -1,0 +1,367 @@
+/* piperpc: typed gRPC services in C over local pipes.
+ *
+ * This is the one header an application includes. It declares:
+ *   - API results and prpc_strerror()        (section 1)
+ *   - RPC status and metadata                 (section 2)
+ *   - channels and client calls               (section 3)
+ *   - servers, handlers and the call context  (section 4)
+ * Generated code (*.prpc.h) also includes <piperpc/method.h>, which holds the
+ * method tables and the message codec interface.
+ *
+ * Ownership words used below: "borrowed" (read only during the call),
+ * "copied", "must outlive X", "takes ownership", "caller owns; free with Y".
+ *
+ * Supported gRPC core: 1.51.x (Debian 12, pkg-config grpc 29.0.0). All calls
+ * into gRPC core go through transport/core.c. */
+#ifndef PRPC_PIPERPC_H
+#define PRPC_PIPERPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <grpc/status.h> /* grpc_status_code: what travels on the wire */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PRPC_API __attribute__((visibility("default")))
+#define PRPC_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define PRPC_API
+#define PRPC_MUST_CHECK
+#endif
+
+#define PRPC_VERSION_MAJOR 0
+#define PRPC_VERSION_MINOR 1
+#define PRPC_VERSION_PATCH 0
+#define PRPC_VERSION_STRING "0.1.0"
+
+/* Returns the library's version string, e.g. "0.1.0 (gRPC core 1.51.1)".
+ * Static storage; never NULL. */
+PRPC_API const char *prpc_version(void);
+
+/* ---------------------------------------------------------------------- */
+/* 1. API results                                                          */
+/* ---------------------------------------------------------------------- */
+
+/* Functions that create, bind, start or register return an int: 0 on
+ * success, a negative errno value from the system (-ENOENT, -EADDRINUSE,
+ * ...), or one of these codes. On failure prpc_last_error() holds a sentence
+ * that names the problem (the bad part of the target, the path, ...). */
+enum {
+  PRPC_ETARGET = -500,  /* the target string is malformed */
+  PRPC_ESTATE = -501,   /* wrong time: e.g. register after start */
+  PRPC_ECORE = -502,    /* gRPC core refused the request */
+  PRPC_EEXIST = -503,   /* a method path is already registered */
+  PRPC_ECLOSED = -504,  /* the call or server has ended */
+  PRPC_EMSG = -505,     /* a message could not be encoded or decoded */
+  PRPC_EINUSE = -506    /* a live server owns the socket path */
+};
+
+/* Returns a static description of an API result (ours or -errno). Never
+ * NULL. */
+PRPC_API const char *prpc_strerror(int err);
+
+/* Returns the detailed message of the last failed piperpc API call on this
+ * thread, or "" if none. Thread-local storage, valid until the next piperpc
+ * call on this thread. */
+PRPC_API const char *prpc_last_error(void);
+
+/* ---------------------------------------------------------------------- */
+/* 2. Status and metadata                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* One metadata entry. Keys are lower case ASCII; keys ending in "-bin" carry
+ * binary values (gRPC base64-encodes them on the wire), others printable
+ * ASCII. value is NUL-terminated for convenience; value_len excludes it. */
+typedef struct prpc_md {
+  char *key;
+  char *value;
+  size_t value_len;
+} prpc_md;
+
+/* A list of metadata entries. Owns its entries. */
+typedef struct prpc_metadata {
+  prpc_md *items;
+  size_t count;
+  size_t capacity;
+} prpc_metadata;
+#define PRPC_METADATA_INIT {NULL, 0, 0}
+
+/* Appends key/value (both copied). Returns 0, -ENOMEM, or -EINVAL for a key
+ * gRPC would reject (empty, upper case, or characters outside [0-9a-z_.-]),
+ * or a non-"-bin" value with bytes outside printable ASCII. */
+PRPC_API int prpc_metadata_add(prpc_metadata *md, const char *key,
+                               const void *value, size_t value_len);
+/* prpc_metadata_add() with a NUL-terminated value. */
+PRPC_API int prpc_metadata_add_str(prpc_metadata *md, const char *key,
+                                   const char *value);
+/* Returns the first entry with this key, or NULL. Borrowed from md. */
+PRPC_API const prpc_md *prpc_metadata_get(const prpc_metadata *md,
+                                          const char *key);
+/* Frees every entry; md is back to PRPC_METADATA_INIT. NULL is ok. */
+PRPC_API void prpc_metadata_clear(prpc_metadata *md);
+
+/* How an RPC ended, with the details a caller may want. */
+typedef struct prpc_status {
+  grpc_status_code code; /* GRPC_STATUS_OK on success */
+  char *message;         /* owned; NULL if the peer sent none */
+  prpc_metadata headers; /* owned: the server's initial metadata */
+  prpc_metadata trailers; /* owned: the server's trailing metadata */
+} prpc_status;
+#define PRPC_STATUS_INIT \
+  {GRPC_STATUS_OK, NULL, PRPC_METADATA_INIT, PRPC_METADATA_INIT}
+
+/* Frees message and metadata; st is back to PRPC_STATUS_INIT. NULL is ok. */
+PRPC_API void prpc_status_clear(prpc_status *st);
+
+/* Returns the canonical name of a status code ("OK", "UNAVAILABLE", ...), or
+ * "UNKNOWN_CODE" for a value outside 0..16. Static storage. */
+PRPC_API const char *prpc_status_name(grpc_status_code code);
+
+/* ---------------------------------------------------------------------- */
+/* 3. Channels and client calls                                            */
+/* ---------------------------------------------------------------------- */
+
+struct prpc_method_desc;
+
+/* Channel options; start from PRPC_CHANNEL_OPTS_INIT. */
+typedef struct prpc_channel_opts {
+  int max_send_bytes;    /* 0: gRPC default (no limit) */
+  int max_recv_bytes;    /* 0: gRPC default (4 MiB) */
+  const char *authority; /* borrowed; NULL: from the target */
+} prpc_channel_opts;
+#define PRPC_CHANNEL_OPTS_INIT {0, 0, NULL}
+
+/* A channel carries calls to one server address and reconnects as needed.
+ * Opaque. Thread-safe: any number of threads may call through one channel. */
+typedef struct prpc_channel prpc_channel;
+
+/* Creates a channel to target, which takes one of these forms:
+ *   unix:/abs/path  unix:rel/path  unix:///abs/path   a unix socket file
+ *   unix-abstract:name                                a Linux abstract socket
+ *   host:port  [v6addr]:port  dns:host:port  dns:///host:port
+ *   ipv4:a.b.c.d:port  ipv6:[addr]:port               TCP
+ *   fd:N                                              a connected socket fd
+ * The target is checked before anything connects: a malformed one returns
+ * PRPC_ETARGET and prpc_last_error() says what is wrong. Connecting is lazy;
+ * a missing server shows up as UNAVAILABLE on the first call.
+ * For fd:N the channel takes ownership of the fd.
+ *   target  borrowed.  opts  borrowed; NULL means defaults.
+ *   out     on success a new channel; free with prpc_channel_destroy().
+ * Returns 0, PRPC_ETARGET, PRPC_ECORE or -ENOMEM. Thread-safe. */
+PRPC_API PRPC_MUST_CHECK int prpc_channel_create(const char *target,
+                                                 const prpc_channel_opts *opts,
+                                                 prpc_channel **out);
+
+/* Closes the channel. Calls still running on it end with CANCELLED or
+ * UNAVAILABLE; the caller must not start new ones. NULL is ok. */
+PRPC_API void prpc_channel_destroy(prpc_channel *channel);
+
+/* Per-call options; start from PRPC_CALL_OPTS_INIT. */
+typedef struct prpc_call_opts {
+  int64_t timeout_ms; /* > 0: the call's deadline, sent to the server as the
+                         gRPC deadline (grpc-timeout). 0: no deadline. */
+  const prpc_metadata *metadata; /* borrowed; request metadata or NULL */
+  int wait_for_ready; /* 1: wait for the server to be reachable (until the
+                         deadline) instead of failing with UNAVAILABLE */
+} prpc_call_opts;
+#define PRPC_CALL_OPTS_INIT {0, NULL, 0}
+
+/* Runs a unary call and blocks until it ends. Generated stubs wrap this.
+ *   request  borrowed.  opts  borrowed; NULL: no deadline, no metadata.
+ *   reply    on GRPC_STATUS_OK a new message the caller owns (free it with
+ *            the codec's free, for protobuf-c: *__free_unpacked(m, NULL));
+ *            otherwise set to NULL.
+ *   status   may be NULL; otherwise filled in (code, message, headers,
+ *            trailers); release with prpc_status_clear().
+ * Returns the status code. Local failures map as in gRPC: no connection gives
+ * UNAVAILABLE, a passed deadline DEADLINE_EXCEEDED, a reply that does not
+ * decode INTERNAL. Thread-safe. */
+PRPC_API grpc_status_code prpc_unary_call(prpc_channel *channel,
+                                          const struct prpc_method_desc *method,
+                                          const void *request,
+                                          const prpc_call_opts *opts,
+                                          void **reply, prpc_status *status);
+
+/* A streaming call from the client side. Opaque. At most one read and one
+ * write may be outstanding at a time: one thread may read while another
+ * writes, but two threads may not both read (or both write). */
+typedef struct prpc_call prpc_call;
+
+/* Starts a streaming call of any kind. For server-streaming methods request
+ * is the one request message (borrowed, sent at once); otherwise pass NULL.
+ *   out  on success a new call; end it with prpc_call_finish(), which frees
+ *        it.
+ * Returns 0 or a negative code (PRPC_ECORE, -ENOMEM, -EINVAL). A connection
+ * failure is reported by the first read or write and by finish. */
+PRPC_API PRPC_MUST_CHECK int prpc_call_start(
+    prpc_channel *channel, const struct prpc_method_desc *method,
+    const void *request, const prpc_call_opts *opts, prpc_call **out);
+
+/* Sends one message (borrowed; encoded before return). Blocks while gRPC
+ * flow control holds the stream back. Returns 0, or PRPC_ECLOSED when the
+ * call has ended (prpc_call_finish() then tells why). */
+PRPC_API int prpc_call_write(prpc_call *call, const void *msg);
+
+/* Half-closes: tells the server no more messages will come. Returns 0 or
+ * PRPC_ECLOSED. */
+PRPC_API int prpc_call_writes_done(prpc_call *call);
+
+/* Receives one message. Returns 1 and sets *msg to a new message the caller
+ * owns (free with the codec's free); 0 at the end of the stream (then call
+ * prpc_call_finish()); PRPC_EMSG if a message did not decode (the call is
+ * cancelled). */
+PRPC_API int prpc_call_read(prpc_call *call, void **msg);
+
+/* Waits for the server's initial metadata. Returns 0 and points *headers at
+ * metadata borrowed from the call (valid until finish), or PRPC_ECLOSED. */
+PRPC_API int prpc_call_headers(prpc_call *call, const prpc_metadata **headers);
+
+/* Cancels the call; the server sees CANCELLED. Thread-safe: may be called
+ * while another thread is blocked in read or write, which then return. */
+PRPC_API void prpc_call_cancel(prpc_call *call);
+
+/* Ends the call: waits for the status, then frees the call (call is invalid
+ * afterwards). For client-streaming methods pass reply to receive the single
+ * reply (as for prpc_unary_call); otherwise pass NULL. status may be NULL.
+ * Returns the status code. */
+PRPC_API grpc_status_code prpc_call_finish(prpc_call *call, void **reply,
+                                           prpc_status *status);
+
+/* ---------------------------------------------------------------------- */
+/* 4. Servers                                                              */
+/* ---------------------------------------------------------------------- */
+
+/* Server options; start from PRPC_SERVER_OPTS_INIT. */
+typedef struct prpc_server_opts {
+  int threads;        /* worker threads; 0: one per online CPU */
+  int grace_ms;       /* graceful drain time at shutdown; 0: 5000 ms */
+  unsigned socket_mode; /* mode of created unix socket files; 0: 0600 */
+  int max_send_bytes; /* 0: gRPC default (no limit) */
+  int max_recv_bytes; /* 0: gRPC default (4 MiB) */
+} prpc_server_opts;
+#define PRPC_SERVER_OPTS_INIT {0, 0, 0, 0, 0}
+
+/* A server: listeners, registered services and worker threads. Opaque.
+ * Lifecycle, in this order:
+ *   1. prpc_server_create()
+ *   2. prpc_server_add_listener() and the generated *_server__register()
+ *   3. prpc_server_start(), or prpc_server_run() which starts and waits
+ *   4. prpc_server_shutdown() from any thread, a handler, or a signal seen
+ *      by prpc_server_run(): stops accepting, drains in-flight calls for up
+ *      to grace_ms, then cancels what is left
+ *   5. prpc_server_wait() (prpc_server_run() does it), prpc_server_destroy()
+ */
+typedef struct prpc_server prpc_server;
+
+/* Creates a server. opts borrowed; NULL means defaults.
+ *   out  on success a new server; free with prpc_server_destroy().
+ * Returns 0, -EINVAL or -ENOMEM. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_create(const prpc_server_opts *opts,
+                                                prpc_server **out);
+
+/* Listens on target (the forms of prpc_channel_create(); port 0 picks a free
+ * TCP port). Binds now, so errors come back here, before start:
+ *   PRPC_ETARGET  malformed target          -ENOENT   no parent directory
+ *   PRPC_EINUSE   a live server owns the socket path (left untouched)
+ *   -ENOTSOCK     a file that is not a socket is at the path
+ *   -EADDRINUSE   TCP address taken         -EACCES   no permission
+ * A stale socket file (nothing accepts on it) is replaced. The socket file
+ * is created with opts->socket_mode and removed at shutdown.
+ * fd:N adopts a socket: a listening one is accepted from, a connected one
+ * becomes one connection; the server takes ownership of the fd.
+ *   target  borrowed.  port  may be NULL; set to the bound TCP port.
+ * Before start only. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_add_listener(prpc_server *server,
+                                                      const char *target,
+                                                      int *port);
+
+/* Starts the worker threads. Returns 0, PRPC_ESTATE (already started),
+ * or PRPC_ECORE. On failure nothing listens and no handler will run. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_start(prpc_server *server);
+
+/* Begins a graceful shutdown and returns at once. Thread-safe, and safe to
+ * call from a handler or more than once. Not async-signal-safe: from a signal
+ * handler use prpc_server_run(), which handles SIGINT and SIGTERM. */
+PRPC_API void prpc_server_shutdown(prpc_server *server);
+
+/* Blocks until the server has shut down and every worker has stopped.
+ * Returns 0, or PRPC_ESTATE if the server was never started. Do not call
+ * from a handler. */
+PRPC_API int prpc_server_wait(prpc_server *server);
+
+/* Starts the server if needed, then blocks until prpc_server_shutdown() or
+ * SIGINT/SIGTERM, drains gracefully and returns 0 (or a start error). The
+ * previous signal dispositions are restored before it returns. */
+PRPC_API int prpc_server_run(prpc_server *server);
+
+/* Shuts down (if running), waits, and frees the server and everything it
+ * owns. NULL is ok. Not from a handler. */
+PRPC_API void prpc_server_destroy(prpc_server *server);
+
+/* ---- the per-call context that handlers receive ---- */
+
+/* One server call as a handler sees it. Opaque; borrowed by the handler and
+ * valid until the handler returns. Not thread-safe, except
+ * prpc_ctx_is_cancelled(). */
+typedef struct prpc_ctx prpc_ctx;
+
+/* The full method path, e.g. "/helloworld.Greeter/SayHello". Borrowed. */
+PRPC_API const char *prpc_ctx_method(const prpc_ctx *ctx);
+
+/* The peer's address, e.g. "unix:/run/app.sock", "ipv4:127.0.0.1:50312".
+ * Borrowed. */
+PRPC_API const char *prpc_ctx_peer(const prpc_ctx *ctx);
+
+/* The kernel-checked identity of a peer on a unix socket (SO_PEERCRED, read
+ * when the connection was accepted). Returns 0 and fills the non-NULL
+ * pointers, or -ENOTSOCK when the peer is not on a unix socket (TCP). */
+PRPC_API int prpc_ctx_peer_cred(const prpc_ctx *ctx, int64_t *pid,
+                                int64_t *uid, int64_t *gid);
+
+/* Milliseconds until the call's deadline (0 when passed), or -1 when the
+ * client set none. */
+PRPC_API int64_t prpc_ctx_time_left_ms(const prpc_ctx *ctx);
+
+/* Returns 1 once the call is cancelled by the client or its deadline has
+ * passed, else 0. Thread-safe; cheap enough to poll in a loop. */
+PRPC_API int prpc_ctx_is_cancelled(const prpc_ctx *ctx);
+
+/* The request metadata. Borrowed from the context. */
+PRPC_API const prpc_metadata *prpc_ctx_metadata(prpc_ctx *ctx);
+
+/* Sets the status message sent with a non-OK status (copied). */
+PRPC_API void prpc_ctx_set_message(prpc_ctx *ctx, const char *message);
+
+/* Adds initial (header) or trailing metadata to the response (copied).
+ * Headers must be added before the first response message. Returns 0,
+ * -EINVAL (bad key or value, as prpc_metadata_add()), or -ENOMEM. */
+PRPC_API int prpc_ctx_add_header(prpc_ctx *ctx, const char *key,
+                                 const void *value, size_t value_len);
+PRPC_API int prpc_ctx_add_trailer(prpc_ctx *ctx, const char *key,
+                                  const void *value, size_t value_len);
+
+/* Allocates memory that lives until the call ends (aligned for any type),
+ * for reply fields. Returns NULL only when out of memory. */
+PRPC_API void *prpc_ctx_alloc(prpc_ctx *ctx, size_t size);
+/* Copies s into call memory (see prpc_ctx_alloc()). */
+PRPC_API char *prpc_ctx_strdup(prpc_ctx *ctx, const char *s);
+
+/* Server side of a streaming call: send one response message (borrowed) or
+ * receive one request message. write returns 0 or PRPC_ECLOSED (the client
+ * went away or cancelled); read returns 1 with *msg a new message the
+ * handler owns (free with the codec's free), 0 when the client half-closed,
+ * PRPC_ECLOSED when the call was cancelled, PRPC_EMSG when a message did not
+ * decode (the call then ends with INVALID_ARGUMENT). */
+PRPC_API int prpc_ctx_write(prpc_ctx *ctx, const void *msg);
+PRPC_API int prpc_ctx_read(prpc_ctx *ctx, void **msg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include <piperpc/method.h>
+
+#endif /* PRPC_PIPERPC_H */

@@ -1,0 +1,116 @@
+/* This file is private to piperpc: nothing here is part of the API. */
+#ifndef PRPC_INTERNAL_H
+#define PRPC_INTERNAL_H
+
+#include <piperpc/piperpc.h>
+
+#include <grpc/grpc.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/support/time.h>
+#include <stdarg.h>
+#include <sys/types.h>
+
+#define PRPC__UNUSED(x) ((void)(x))
+
+#if defined(__GNUC__)
+#define PRPC__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PRPC__PRINTF(a, b)
+#endif
+
+/* ---- errors (runtime/error.c) ---- */
+
+/* Records a detail message for prpc_last_error() and returns err. */
+int prpc__fail(int err, const char *fmt, ...) PRPC__PRINTF(2, 3);
+void prpc__clear_error(void);
+
+/* ---- logging (runtime/log.c) ---- */
+enum { PRPC__LOG_DEBUG, PRPC__LOG_INFO, PRPC__LOG_WARN, PRPC__LOG_ERROR };
+void prpc__log(int level, const char *fmt, ...) PRPC__PRINTF(2, 3);
+
+/* ---- targets (transport/target.c) ---- */
+
+typedef enum prpc__target_kind {
+  PRPC__TARGET_UNIX,
+  PRPC__TARGET_ABSTRACT,
+  PRPC__TARGET_TCP,
+  PRPC__TARGET_FD
+} prpc__target_kind;
+
+#define PRPC__UNIX_PATH_MAX 107 /* sizeof(sun_path) - 1 */
+
+typedef struct prpc__target {
+  prpc__target_kind kind;
+  char path[PRPC__UNIX_PATH_MAX + 1]; /* unix path or abstract name */
+  size_t path_len;
+  char host[256]; /* TCP host, without brackets */
+  int port;       /* TCP port; 0 only for servers */
+  int fd;         /* fd:N */
+  /* The address in the form gRPC core takes: for a client a URI
+   * ("unix:/p", "ipv4:127.0.0.1:80", "dns:///h:80"), for a server
+   * "host:port". */
+  char core[300];
+} prpc__target;
+
+/* Parses s. for_server allows port 0. Returns 0 or PRPC_ETARGET with a
+ * detail message. */
+int prpc__target_parse(const char *s, int for_server, prpc__target *t);
+
+/* ---- unix sockets (transport/unix.c) ---- */
+
+/* Creates a listening unix socket for t (UNIX or ABSTRACT) with the file
+ * mode given. Handles stale and live socket files as prpc_server_add_listener
+ * documents. Returns 0 and the fd, or a negative code with a detail. */
+int prpc__unix_listen(const prpc__target *t, unsigned mode, int *fd_out);
+
+/* Peer credentials of a connected unix socket. Returns 0 or -errno. */
+int prpc__unix_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* ---- gRPC core wrapper (transport/core.c) ---- */
+
+/* Reference-counted grpc_init()/grpc_shutdown(). */
+void prpc__core_ref(void);
+void prpc__core_unref(void);
+
+/* Channel args from sizes (0: default). Fills args[] (at least 4 slots) and
+ * returns how many were used. */
+size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
+                            const char *authority);
+
+grpc_channel *prpc__core_channel_create(const prpc__target *t,
+                                        const grpc_channel_args *args);
+grpc_server *prpc__core_server_create(const grpc_channel_args *args);
+/* Returns the bound port (> 0) or 0 on failure. */
+int prpc__core_server_add_tcp(grpc_server *srv, const char *addr);
+/* Hands a connected socket to the server; the server owns fd afterwards. */
+void prpc__core_server_add_fd(grpc_server *srv, int fd);
+
+/* ---- time ---- */
+gpr_timespec prpc__deadline_from_ms(int64_t timeout_ms);
+int64_t prpc__ms_until(gpr_timespec deadline); /* -1 for infinite */
+
+/* ---- byte buffers and messages (runtime/message.c) ---- */
+
+/* Encodes msg with the method's codec into a new byte buffer (caller owns;
+ * grpc_byte_buffer_destroy). Returns NULL on failure. */
+grpc_byte_buffer *prpc__encode(const prpc_codec *codec, const void *type,
+                               const void *msg);
+/* Decodes a received buffer; NULL if it is not a valid message. */
+void *prpc__decode(const prpc_codec *codec, const void *type,
+                   grpc_byte_buffer *bb, const prpc_allocator *alloc);
+
+/* ---- metadata (runtime/metadata.c) ---- */
+
+/* Converts prpc metadata to a grpc_metadata array that borrows md's
+ * strings. *out is malloc'd (caller frees) or NULL for none; slices are
+ * static references, nothing to unref. Returns 0 or -ENOMEM. */
+int prpc__md_to_core(const prpc_metadata *md, grpc_metadata **out,
+                     size_t *count);
+/* Appends a copy of every entry in arr to md. Returns 0 or -ENOMEM. */
+int prpc__md_from_core(prpc_metadata *md, const grpc_metadata_array *arr);
+int prpc__md_key_ok(const char *key);
+
+/* Copies a slice into a new NUL-terminated string (malloc'd), or NULL. */
+char *prpc__slice_strdup(grpc_slice s);
+
+#endif /* PRPC_INTERNAL_H */

@@ -1,0 +1,1277 @@
+/* The server runtime.
+ *
+ * Threading: each worker thread owns one completion queue and keeps calls
+ * requested on it for every registered method. When a unary call arrives,
+ * the worker that polled it decodes the request, runs the handler and sends
+ * the reply, status and trailers in one batch, all on the same thread: no
+ * hand-off. A streaming call gets a thread of its own (its handler blocks in
+ * read and write) and a completion queue of its own, bound to the call when
+ * it is requested.
+ *
+ * Unix sockets are bound and accepted here, not by gRPC core, so that the
+ * socket file is handled safely and each connection's peer credentials are
+ * known; accepted sockets are handed to gRPC with
+ * grpc_server_add_channel_from_fd(). */
+#include "../runtime/internal.h"
+
+#include <grpc/support/alloc.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define REQUESTS_PER_METHOD 2
+#define INLINE_ARENA 2048
+
+/* ---- per-call memory ---- */
+
+typedef struct arena_chunk {
+  struct arena_chunk *next;
+  size_t size, used;
+  alignas(max_align_t) unsigned char data[];
+} arena_chunk;
+
+typedef struct method_entry {
+  const prpc_method_desc *m;
+  prpc_invoke_fn invoke; /* NULL: UNIMPLEMENTED */
+  const void *impl;
+  void *user_data;
+  void *core_handle;
+} method_entry;
+
+struct prpc_ctx {
+  prpc_server *srv;
+  grpc_call *call;
+  const char *method;
+  gpr_timespec deadline;
+  grpc_metadata_array core_md; /* request metadata as gRPC gave it */
+  prpc_metadata md;
+  int md_converted;
+  char *message;
+  prpc_metadata headers, trailers;
+  int headers_sent;
+  char *peer; /* arena */
+  int peer_fd; /* >= 0 when the peer came through our accept loop */
+  /* Streaming only: the call's own queue, and its close-on-server op. */
+  grpc_completion_queue *cq;
+  pthread_mutex_t close_mu;
+  int close_done;
+  int cancelled_flag; /* from RECV_CLOSE_ON_SERVER */
+  int read_tag, write_tag, close_tag, status_tag;
+  /* Memory for the request, reply and handler; reset after each call. */
+  arena_chunk *chunks;
+  size_t inline_used;
+  alignas(max_align_t) unsigned char inline_buf[INLINE_ARENA];
+};
+
+typedef enum { SLOT_REQUESTED, SLOT_FINISHING } slot_phase;
+
+typedef struct worker worker;
+
+typedef struct slot {
+  slot_phase phase;
+  worker *w;
+  method_entry *me; /* NULL: a call to an unregistered method */
+  grpc_byte_buffer *payload;
+  grpc_byte_buffer *send_bb;
+  grpc_call_details details; /* unregistered calls only */
+  grpc_metadata *send_md[2];  /* headers, trailers in core form */
+  grpc_slice status_details;
+  int close_cancelled;
+  struct slot *next_free;
+  prpc_ctx ctx;
+} slot;
+
+struct worker {
+  prpc_server *srv;
+  grpc_completion_queue *cq;
+  pthread_t thread;
+  slot *free_slots;
+};
+
+typedef struct listener {
+  prpc__target t;
+  int fd;         /* unix listening socket, or -1 when gRPC core listens */
+  int unlink_path; /* remove the socket file at shutdown */
+} listener;
+
+typedef struct conn_info {
+  int in_use;
+  size_t listener;
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+} conn_info;
+
+typedef enum { SRV_CREATED, SRV_STARTED, SRV_STOPPING, SRV_STOPPED } srv_state;
+
+struct prpc_server {
+  prpc_server_opts opts;
+  grpc_server *core;
+  method_entry *methods;
+  size_t n_methods, cap_methods;
+  listener *listeners;
+  size_t n_listeners;
+  int *adopted_fds; /* fd:N connected sockets, added at start */
+  size_t n_adopted;
+  worker *workers;
+  int n_workers;
+
+  pthread_t accept_thread;
+  int accept_running;
+  int wake[2]; /* wakes the accept thread and prpc_server_run() */
+
+  pthread_mutex_t conn_mu;
+  conn_info *conns; /* indexed by fd */
+  size_t n_conns;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  srv_state state;
+  gpr_timespec stop_deadline;
+  int streams; /* streaming handlers still running */
+  grpc_completion_queue *shutdown_cq;
+  int shutdown_tag;
+};
+
+/* ---- arena ---- */
+
+static void *arena_alloc(prpc_ctx *ctx, size_t size) {
+  size_t need = (size + alignof(max_align_t) - 1) &
+                ~(size_t)(alignof(max_align_t) - 1);
+  arena_chunk *c;
+  if (need < size)
+    return NULL;
+  if (INLINE_ARENA - ctx->inline_used >= need) {
+    void *p = ctx->inline_buf + ctx->inline_used;
+    ctx->inline_used += need;
+    return p;
+  }
+  c = ctx->chunks;
+  if (c && c->size - c->used >= need) {
+    void *p = c->data + c->used;
+    c->used += need;
+    return p;
+  }
+  size_t chunk = need > 8192 ? need : 8192;
+  c = malloc(sizeof(*c) + chunk);
+  if (!c)
+    return NULL;
+  c->size = chunk;
+  c->used = need;
+  c->next = ctx->chunks;
+  ctx->chunks = c;
+  return c->data;
+}
+
+static void arena_reset(prpc_ctx *ctx) {
+  arena_chunk *c, *next;
+  for (c = ctx->chunks; c; c = next) {
+    next = c->next;
+    free(c);
+  }
+  ctx->chunks = NULL;
+  ctx->inline_used = 0;
+}
+
+static void *arena_cb_alloc(void *data, size_t size) {
+  return arena_alloc(data, size);
+}
+static void arena_cb_free(void *data, void *ptr) {
+  PRPC__UNUSED(data);
+  PRPC__UNUSED(ptr); /* freed with the call */
+}
+
+/* ---- context API ---- */
+
+const char *prpc_ctx_method(const prpc_ctx *ctx) { return ctx->method; }
+
+static int parse_fd_peer(const char *peer) {
+  long fd = -1;
+  if (peer && strncmp(peer, "fd:", 3) == 0) {
+    char *end;
+    fd = strtol(peer + 3, &end, 10);
+    if (*end != '\0')
+      fd = -1;
+  }
+  return (int)fd;
+}
+
+static int conn_lookup(prpc_server *srv, int fd, conn_info *out) {
+  int found = 0;
+  if (fd < 0)
+    return 0;
+  pthread_mutex_lock(&srv->conn_mu);
+  if ((size_t)fd < srv->n_conns && srv->conns[fd].in_use) {
+    *out = srv->conns[fd];
+    found = 1;
+  }
+  pthread_mutex_unlock(&srv->conn_mu);
+  return found;
+}
+
+const char *prpc_ctx_peer(const prpc_ctx *cctx) {
+  prpc_ctx *ctx = (prpc_ctx *)cctx; /* the peer string is cached */
+  if (!ctx->peer) {
+    char *core_peer = grpc_call_get_peer(ctx->call);
+    conn_info ci;
+    const prpc__target *t = NULL;
+    if (conn_lookup(ctx->srv, ctx->peer_fd, &ci) &&
+        ci.listener < ctx->srv->n_listeners)
+      t = &ctx->srv->listeners[ci.listener].t;
+    if (t && t->kind != PRPC__TARGET_FD) {
+      size_t n = t->path_len + 32;
+      ctx->peer = arena_alloc(ctx, n);
+      if (ctx->peer)
+        snprintf(ctx->peer, n, "%s%s",
+                 t->kind == PRPC__TARGET_ABSTRACT ? "unix-abstract:" : "unix:",
+                 t->path);
+    } else if (core_peer) {
+      ctx->peer = arena_alloc(ctx, strlen(core_peer) + 1);
+      if (ctx->peer)
+        strcpy(ctx->peer, core_peer);
+    }
+    gpr_free(core_peer);
+  }
+  return ctx->peer ? ctx->peer : "";
+}
+
+int prpc_ctx_peer_cred(const prpc_ctx *ctx, int64_t *pid, int64_t *uid,
+                       int64_t *gid) {
+  conn_info ci;
+  if (!conn_lookup(ctx->srv, ctx->peer_fd, &ci))
+    return -ENOTSOCK;
+  if (pid)
+    *pid = ci.pid;
+  if (uid)
+    *uid = ci.uid;
+  if (gid)
+    *gid = ci.gid;
+  return 0;
+}
+
+int64_t prpc_ctx_time_left_ms(const prpc_ctx *ctx) {
+  return prpc__ms_until(ctx->deadline);
+}
+
+int prpc_ctx_is_cancelled(const prpc_ctx *cctx) {
+  prpc_ctx *ctx = (prpc_ctx *)cctx;
+  int cancelled;
+  if (prpc__ms_until(ctx->deadline) == 0)
+    return 1;
+  if (!ctx->cq)
+    return 0; /* unary: only the deadline is known while the handler runs */
+  pthread_mutex_lock(&ctx->close_mu);
+  if (!ctx->close_done) {
+    grpc_event ev = grpc_completion_queue_pluck(
+        ctx->cq, &ctx->close_tag, gpr_time_0(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_OP_COMPLETE)
+      ctx->close_done = 1;
+  }
+  cancelled = ctx->close_done && ctx->cancelled_flag;
+  pthread_mutex_unlock(&ctx->close_mu);
+  return cancelled;
+}
+
+const prpc_metadata *prpc_ctx_metadata(prpc_ctx *ctx) {
+  if (!ctx->md_converted) {
+    prpc__md_from_core(&ctx->md, &ctx->core_md);
+    ctx->md_converted = 1;
+  }
+  return &ctx->md;
+}
+
+void prpc_ctx_set_message(prpc_ctx *ctx, const char *message) {
+  free(ctx->message);
+  ctx->message = message ? strdup(message) : NULL;
+}
+
+int prpc_ctx_add_header(prpc_ctx *ctx, const char *key, const void *value,
+                        size_t value_len) {
+  if (ctx->headers_sent)
+    return -EINVAL;
+  return prpc_metadata_add(&ctx->headers, key, value, value_len);
+}
+
+int prpc_ctx_add_trailer(prpc_ctx *ctx, const char *key, const void *value,
+                         size_t value_len) {
+  return prpc_metadata_add(&ctx->trailers, key, value, value_len);
+}
+
+void *prpc_ctx_alloc(prpc_ctx *ctx, size_t size) {
+  return arena_alloc(ctx, size);
+}
+
+char *prpc_ctx_strdup(prpc_ctx *ctx, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = arena_alloc(ctx, n);
+  if (p)
+    memcpy(p, s, n);
+  return p;
+}
+
+/* ---- slots: one requested or running call ---- */
+
+static void ctx_reset(prpc_ctx *ctx) {
+  grpc_metadata_array_destroy(&ctx->core_md);
+  grpc_metadata_array_init(&ctx->core_md);
+  prpc_metadata_clear(&ctx->md);
+  prpc_metadata_clear(&ctx->headers);
+  prpc_metadata_clear(&ctx->trailers);
+  free(ctx->message);
+  ctx->message = NULL;
+  ctx->md_converted = 0;
+  ctx->headers_sent = 0;
+  ctx->peer = NULL;
+  ctx->peer_fd = -1;
+  ctx->close_done = 0;
+  ctx->cancelled_flag = 0;
+  if (ctx->call) {
+    grpc_call_unref(ctx->call);
+    ctx->call = NULL;
+  }
+  arena_reset(ctx);
+}
+
+static slot *slot_new(worker *w, method_entry *me) {
+  slot *s = w->free_slots;
+  int streaming = me && me->m->kind != PRPC_UNARY;
+  if (s && !streaming) {
+    w->free_slots = s->next_free;
+  } else {
+    s = calloc(1, sizeof(*s));
+    if (!s)
+      return NULL;
+    s->w = w;
+    s->ctx.srv = w->srv;
+    s->ctx.peer_fd = -1;
+    s->status_details = grpc_empty_slice();
+    grpc_metadata_array_init(&s->ctx.core_md);
+    pthread_mutex_init(&s->ctx.close_mu, NULL);
+    if (streaming) {
+      s->ctx.cq = grpc_completion_queue_create_for_pluck(NULL);
+      if (!s->ctx.cq) {
+        free(s);
+        return NULL;
+      }
+    }
+  }
+  s->me = me;
+  s->phase = SLOT_REQUESTED;
+  return s;
+}
+
+static void slot_destroy(slot *s) {
+  ctx_reset(&s->ctx);
+  grpc_metadata_array_destroy(&s->ctx.core_md);
+  if (s->ctx.cq) {
+    grpc_completion_queue_shutdown(s->ctx.cq);
+    while (grpc_completion_queue_pluck(s->ctx.cq, NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+               .type != GRPC_QUEUE_SHUTDOWN)
+      ;
+    grpc_completion_queue_destroy(s->ctx.cq);
+  }
+  pthread_mutex_destroy(&s->ctx.close_mu);
+  grpc_call_details_destroy(&s->details);
+  free(s);
+}
+
+/* Back to the worker's free list (unary and unregistered slots). */
+static void slot_recycle(slot *s) {
+  ctx_reset(&s->ctx);
+  if (s->payload) {
+    grpc_byte_buffer_destroy(s->payload);
+    s->payload = NULL;
+  }
+  if (s->send_bb) {
+    grpc_byte_buffer_destroy(s->send_bb);
+    s->send_bb = NULL;
+  }
+  free(s->send_md[0]);
+  free(s->send_md[1]);
+  s->send_md[0] = s->send_md[1] = NULL;
+  grpc_slice_unref(s->status_details);
+  s->status_details = grpc_empty_slice();
+  if (!s->me) {
+    grpc_call_details_destroy(&s->details);
+    memset(&s->details, 0, sizeof(s->details));
+  }
+  s->next_free = s->w->free_slots;
+  s->w->free_slots = s;
+}
+
+static void slot_free(slot *s) {
+  if (s->me && s->me->m->kind != PRPC_UNARY) {
+    if (s->payload)
+      grpc_byte_buffer_destroy(s->payload);
+    if (s->send_bb)
+      grpc_byte_buffer_destroy(s->send_bb);
+    free(s->send_md[0]);
+    free(s->send_md[1]);
+    grpc_slice_unref(s->status_details);
+    slot_destroy(s);
+  } else {
+    slot_recycle(s);
+  }
+}
+
+/* Asks gRPC core for the next call of this method on the worker's queue.
+ * Returns 0, or -1 when the request could not be made. */
+static int request_call(worker *w, method_entry *me) {
+  slot *s = slot_new(w, me);
+  grpc_call_error err;
+  if (!s)
+    return -1;
+  if (me) {
+    grpc_completion_queue *bound = s->ctx.cq ? s->ctx.cq : w->cq;
+    err = grpc_server_request_registered_call(
+        w->srv->core, me->core_handle, &s->ctx.call, &s->ctx.deadline,
+        &s->ctx.core_md, me->m->kind == PRPC_UNARY ||
+                                 me->m->kind == PRPC_SERVER_STREAMING
+                             ? &s->payload
+                             : NULL,
+        bound, w->cq, s);
+  } else {
+    grpc_call_details_init(&s->details);
+    err = grpc_server_request_call(w->srv->core, &s->ctx.call, &s->details,
+                                   &s->ctx.core_md, w->cq, w->cq, s);
+  }
+  if (err != GRPC_CALL_OK) {
+    prpc__log(PRPC__LOG_ERROR, "cannot request calls from gRPC core (%d)",
+              (int)err);
+    slot_free(s);
+    return -1;
+  }
+  return 0;
+}
+
+static void begin_call(slot *s) {
+  s->ctx.method = s->me ? s->me->m->path : NULL;
+  if (!s->me) {
+    /* details.method is a slice; keep a C string in the arena. */
+    size_t n = GRPC_SLICE_LENGTH(s->details.method);
+    char *p = arena_alloc(&s->ctx, n + 1);
+    if (p) {
+      memcpy(p, GRPC_SLICE_START_PTR(s->details.method), n);
+      p[n] = '\0';
+    }
+    s->ctx.method = p ? p : "";
+    s->ctx.deadline = s->details.deadline;
+  }
+  char *peer = grpc_call_get_peer(s->ctx.call);
+  s->ctx.peer_fd = parse_fd_peer(peer);
+  gpr_free(peer);
+}
+
+/* Fills the SEND_INITIAL_METADATA op (once per call). */
+static int add_headers_op(slot *s, grpc_op *op) {
+  size_t n = 0;
+  memset(op, 0, sizeof(*op));
+  op->op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (prpc__md_to_core(&s->ctx.headers, &s->send_md[0], &n) != 0)
+    return -1;
+  op->data.send_initial_metadata.metadata = s->send_md[0];
+  op->data.send_initial_metadata.count = n;
+  s->ctx.headers_sent = 1;
+  return 0;
+}
+
+/* Fills the SEND_STATUS_FROM_SERVER op. */
+static void add_status_op(slot *s, grpc_op *op, grpc_status_code code) {
+  size_t n = 0;
+  memset(op, 0, sizeof(*op));
+  op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  if (prpc__md_to_core(&s->ctx.trailers, &s->send_md[1], &n) != 0)
+    n = 0;
+  op->data.send_status_from_server.trailing_metadata = s->send_md[1];
+  op->data.send_status_from_server.trailing_metadata_count = n;
+  op->data.send_status_from_server.status = code;
+  if (s->ctx.message && code != GRPC_STATUS_OK) {
+    s->status_details = grpc_slice_from_copied_string(s->ctx.message);
+    op->data.send_status_from_server.status_details = &s->status_details;
+  }
+}
+
+/* Sends what is left of a unary (or unregistered) call in one batch; the
+ * worker recycles the slot when the batch completes. */
+static void finish_unary(slot *s, grpc_status_code code) {
+  grpc_op ops[4];
+  size_t n = 0;
+  if (add_headers_op(s, &ops[n]) == 0)
+    n++;
+  if (code == GRPC_STATUS_OK && s->send_bb) {
+    memset(&ops[n], 0, sizeof(ops[n]));
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = s->send_bb;
+    n++;
+  }
+  add_status_op(s, &ops[n++], code);
+  memset(&ops[n], 0, sizeof(ops[n]));
+  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[n].data.recv_close_on_server.cancelled = &s->close_cancelled;
+  n++;
+  s->phase = SLOT_FINISHING;
+  if (grpc_call_start_batch(s->ctx.call, ops, n, s, NULL) != GRPC_CALL_OK) {
+    prpc__log(PRPC__LOG_ERROR, "%s: gRPC core refused the reply batch",
+              s->ctx.method);
+    slot_recycle(s);
+  }
+}
+
+static grpc_status_code fail_with(prpc_ctx *ctx, grpc_status_code code,
+                                  const char *msg) {
+  prpc_ctx_set_message(ctx, msg);
+  return code;
+}
+
+static void run_unary(slot *s) {
+  method_entry *me = s->me;
+  const prpc_method_desc *m = me->m;
+  prpc_allocator alloc = {arena_cb_alloc, arena_cb_free, &s->ctx};
+  grpc_status_code code;
+  void *req;
+
+  if (!s->payload) {
+    code = fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
+                     "the request message is missing");
+  } else if (!(req = prpc__decode(m->codec, m->input, s->payload, &alloc))) {
+    code = fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
+                     "the request message does not decode");
+    prpc__log(PRPC__LOG_INFO, "%s from %s: request does not decode", m->path,
+              prpc_ctx_peer(&s->ctx));
+  } else if (!me->invoke) {
+    code = fail_with(&s->ctx, GRPC_STATUS_UNIMPLEMENTED,
+                     "the server has no handler for this method");
+  } else {
+    void *reply = arena_alloc(&s->ctx, m->codec->struct_size(m->output));
+    if (!reply) {
+      code = fail_with(&s->ctx, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "out of memory");
+    } else {
+      m->codec->init(m->output, reply);
+      code = me->invoke(me->impl, &s->ctx, req, reply, me->user_data);
+      if ((int)code < 0 || (int)code > 16) {
+        prpc__log(PRPC__LOG_ERROR, "%s: handler returned status %d",
+                  m->path, (int)code);
+        code = fail_with(&s->ctx, GRPC_STATUS_UNKNOWN,
+                         "the handler returned an invalid status");
+      }
+      if (code == GRPC_STATUS_OK &&
+          !(s->send_bb = prpc__encode(m->codec, m->output, reply)))
+        code = fail_with(&s->ctx, GRPC_STATUS_INTERNAL,
+                         "the reply message does not encode");
+    }
+  }
+  finish_unary(s, code);
+}
+
+static void run_unregistered(slot *s) {
+  char msg[300];
+  snprintf(msg, sizeof(msg), "unknown method %s", s->ctx.method);
+  prpc_ctx_set_message(&s->ctx, msg);
+  finish_unary(s, GRPC_STATUS_UNIMPLEMENTED);
+}
+
+/* ---- streaming calls, each on a thread of its own ---- */
+
+static int stream_batch(slot *s, grpc_op *ops, size_t n, int *tag) {
+  if (grpc_call_start_batch(s->ctx.call, ops, n, tag, NULL) != GRPC_CALL_OK)
+    return 0;
+  return grpc_completion_queue_pluck(s->ctx.cq, tag,
+                                     gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+      .success;
+}
+
+int prpc_ctx_write(prpc_ctx *ctx, const void *msg) {
+  slot *s = (slot *)((char *)ctx - offsetof(slot, ctx));
+  grpc_op ops[2];
+  size_t n = 0;
+  grpc_byte_buffer *bb;
+  int ok;
+  if (!ctx->cq || !s->me || (s->me->m->kind != PRPC_SERVER_STREAMING &&
+                             s->me->m->kind != PRPC_BIDI_STREAMING))
+    return prpc__fail(-EINVAL, "prpc_ctx_write: not a server-streaming or "
+                               "bidi call");
+  bb = prpc__encode(s->me->m->codec, s->me->m->output, msg);
+  if (!bb)
+    return prpc__fail(PRPC_EMSG, "failed to encode the message");
+  if (!ctx->headers_sent && add_headers_op(s, &ops[n]) == 0)
+    n++;
+  memset(&ops[n], 0, sizeof(ops[n]));
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].data.send_message.send_message = bb;
+  n++;
+  ok = stream_batch(s, ops, n, &ctx->write_tag);
+  grpc_byte_buffer_destroy(bb);
+  return ok ? 0 : prpc__fail(PRPC_ECLOSED, "the call has ended");
+}
+
+int prpc_ctx_read(prpc_ctx *ctx, void **msg) {
+  slot *s = (slot *)((char *)ctx - offsetof(slot, ctx));
+  grpc_op op;
+  grpc_byte_buffer *bb = NULL;
+  *msg = NULL;
+  if (!ctx->cq || !s->me || (s->me->m->kind != PRPC_CLIENT_STREAMING &&
+                             s->me->m->kind != PRPC_BIDI_STREAMING))
+    return prpc__fail(-EINVAL, "prpc_ctx_read: not a client-streaming or "
+                               "bidi call");
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &bb;
+  if (!stream_batch(s, &op, 1, &ctx->read_tag))
+    return prpc__fail(PRPC_ECLOSED, "the call has ended");
+  if (!bb)
+    return 0; /* the client half-closed */
+  *msg = prpc__decode(s->me->m->codec, s->me->m->input, bb, NULL);
+  grpc_byte_buffer_destroy(bb);
+  if (!*msg) {
+    prpc_ctx_set_message(ctx, "a request message does not decode");
+    grpc_call_cancel_with_status(ctx->call, GRPC_STATUS_INVALID_ARGUMENT,
+                                 "a request message does not decode", NULL);
+    return prpc__fail(PRPC_EMSG, "a request message does not decode");
+  }
+  return 1;
+}
+
+static void stream_end(prpc_server *srv) {
+  pthread_mutex_lock(&srv->mu);
+  srv->streams--;
+  pthread_cond_broadcast(&srv->cv);
+  pthread_mutex_unlock(&srv->mu);
+}
+
+static void *run_stream(void *arg) {
+  slot *s = arg;
+  method_entry *me = s->me;
+  const prpc_method_desc *m = me->m;
+  prpc_server *srv = s->w->srv;
+  grpc_status_code code;
+  grpc_op ops[3];
+  size_t n = 0;
+  void *req = NULL, *reply = NULL;
+
+  memset(ops, 0, sizeof(ops));
+  ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[0].data.recv_close_on_server.cancelled = &s->ctx.cancelled_flag;
+  if (grpc_call_start_batch(s->ctx.call, ops, 1, &s->ctx.close_tag, NULL) !=
+      GRPC_CALL_OK)
+    s->ctx.close_done = 1; /* nothing to wait for */
+
+  if (m->kind == PRPC_SERVER_STREAMING &&
+      (!s->payload ||
+       !(req = prpc__decode(m->codec, m->input, s->payload, NULL)))) {
+    code = fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
+                     s->payload ? "the request message does not decode"
+                                : "the request message is missing");
+  } else if (!me->invoke) {
+    code = fail_with(&s->ctx, GRPC_STATUS_UNIMPLEMENTED,
+                     "the server has no handler for this method");
+  } else {
+    if (m->kind == PRPC_CLIENT_STREAMING) {
+      reply = arena_alloc(&s->ctx, m->codec->struct_size(m->output));
+      if (reply)
+        m->codec->init(m->output, reply);
+    }
+    if (m->kind == PRPC_CLIENT_STREAMING && !reply)
+      code = fail_with(&s->ctx, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "out of memory");
+    else
+      code = me->invoke(me->impl, &s->ctx, req, reply, me->user_data);
+    if ((int)code < 0 || (int)code > 16)
+      code = fail_with(&s->ctx, GRPC_STATUS_UNKNOWN,
+                       "the handler returned an invalid status");
+  }
+  if (req)
+    m->codec->free(m->input, req, NULL);
+
+  memset(ops, 0, sizeof(ops));
+  if (!s->ctx.headers_sent && add_headers_op(s, &ops[n]) == 0)
+    n++;
+  if (code == GRPC_STATUS_OK && reply) {
+    s->send_bb = prpc__encode(m->codec, m->output, reply);
+    if (s->send_bb) {
+      ops[n].op = GRPC_OP_SEND_MESSAGE;
+      ops[n].data.send_message.send_message = s->send_bb;
+      n++;
+    } else {
+      code = fail_with(&s->ctx, GRPC_STATUS_INTERNAL,
+                       "the reply message does not encode");
+    }
+  }
+  add_status_op(s, &ops[n++], code);
+  stream_batch(s, ops, n, &s->ctx.status_tag);
+  pthread_mutex_lock(&s->ctx.close_mu);
+  if (!s->ctx.close_done)
+    grpc_completion_queue_pluck(s->ctx.cq, &s->ctx.close_tag,
+                                gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  s->ctx.close_done = 1;
+  pthread_mutex_unlock(&s->ctx.close_mu);
+  slot_free(s);
+  stream_end(srv);
+  return NULL;
+}
+
+static void start_stream(slot *s) {
+  prpc_server *srv = s->w->srv;
+  pthread_t th;
+  pthread_attr_t attr;
+  pthread_mutex_lock(&srv->mu);
+  srv->streams++;
+  pthread_mutex_unlock(&srv->mu);
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&th, &attr, run_stream, s) != 0) {
+    prpc__log(PRPC__LOG_ERROR, "%s: cannot start a thread for the stream",
+              s->me->m->path);
+    grpc_call_cancel_with_status(s->ctx.call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 "the server cannot start a thread", NULL);
+    slot_free(s);
+    stream_end(srv);
+  }
+  pthread_attr_destroy(&attr);
+}
+
+/* ---- workers ---- */
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(
+        w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+    if (ev.type != GRPC_OP_COMPLETE)
+      continue;
+    slot *s = ev.tag;
+    if (s->phase == SLOT_FINISHING) {
+      slot_recycle(s);
+      continue;
+    }
+    if (!ev.success) {
+      /* The server is shutting down: this request will never match. */
+      slot_free(s);
+      continue;
+    }
+    /* Keep a request outstanding while this call runs. */
+    request_call(w, s->me);
+    begin_call(s);
+    if (!s->me)
+      run_unregistered(s);
+    else if (s->me->m->kind == PRPC_UNARY)
+      run_unary(s);
+    else
+      start_stream(s);
+  }
+  while (w->free_slots) {
+    slot *s = w->free_slots;
+    w->free_slots = s->next_free;
+    slot_destroy(s);
+  }
+  return NULL;
+}
+
+/* ---- accepting unix connections ---- */
+
+static int conn_record(prpc_server *srv, int fd, size_t li) {
+  conn_info ci = {1, li, 0, 0, 0};
+  if (prpc__unix_peer_cred(fd, &ci.pid, &ci.uid, &ci.gid) != 0)
+    return -1;
+  pthread_mutex_lock(&srv->conn_mu);
+  if ((size_t)fd >= srv->n_conns) {
+    size_t n = srv->n_conns ? srv->n_conns : 64;
+    while (n <= (size_t)fd)
+      n *= 2;
+    conn_info *c = realloc(srv->conns, n * sizeof(*c));
+    if (!c) {
+      pthread_mutex_unlock(&srv->conn_mu);
+      return -1;
+    }
+    memset(c + srv->n_conns, 0, (n - srv->n_conns) * sizeof(*c));
+    srv->conns = c;
+    srv->n_conns = n;
+  }
+  srv->conns[fd] = ci;
+  pthread_mutex_unlock(&srv->conn_mu);
+  return 0;
+}
+
+static void accept_one(prpc_server *srv, size_t li, int *backoff) {
+  int fd = accept4(srv->listeners[li].fd, NULL, NULL,
+                   SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) {
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+        errno == ENOMEM) {
+      prpc__log(PRPC__LOG_WARN,
+                "cannot accept on %s: %s; pausing new connections for 100 ms",
+                srv->listeners[li].t.path, strerror(errno));
+      *backoff = 1;
+    }
+    return; /* EAGAIN, ECONNABORTED, EINTR: try again on the next poll */
+  }
+  if (conn_record(srv, fd, li) != 0) {
+    prpc__log(PRPC__LOG_WARN, "dropping a connection on %s: %s",
+              srv->listeners[li].t.path, strerror(errno));
+    close(fd);
+    return;
+  }
+  prpc__core_server_add_fd(srv->core, fd);
+}
+
+static void *accept_main(void *arg) {
+  prpc_server *srv = arg;
+  struct pollfd *pfds = calloc(srv->n_listeners + 1, sizeof(*pfds));
+  size_t *which = calloc(srv->n_listeners + 1, sizeof(*which));
+  size_t n = 0;
+  int backoff = 0;
+  if (!pfds || !which) {
+    prpc__log(PRPC__LOG_ERROR, "out of memory in the accept thread");
+    free(pfds);
+    free(which);
+    return NULL;
+  }
+  pfds[n].fd = srv->wake[0];
+  pfds[n++].events = POLLIN;
+  for (size_t i = 0; i < srv->n_listeners; i++) {
+    if (srv->listeners[i].fd < 0)
+      continue;
+    pfds[n].fd = srv->listeners[i].fd;
+    pfds[n].events = POLLIN;
+    which[n++] = i;
+  }
+  for (;;) {
+    /* After EMFILE the listener stays readable: sleep instead of spinning. */
+    int rc = poll(pfds, backoff ? 1 : n, backoff ? 100 : -1);
+    backoff = 0;
+    if (rc < 0 && errno != EINTR)
+      break;
+    if (pfds[0].revents)
+      break; /* shutdown */
+    for (size_t i = 1; i < n; i++)
+      if (pfds[i].revents & POLLIN)
+        accept_one(srv, which[i], &backoff);
+  }
+  free(pfds);
+  free(which);
+  return NULL;
+}
+
+/* ---- server lifecycle ---- */
+
+int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
+  prpc_server *srv;
+  grpc_arg args[4];
+  grpc_channel_args cargs;
+  if (!out)
+    return prpc__fail(-EINVAL, "prpc_server_create: out is NULL");
+  if (opts && (opts->threads < 0 || opts->grace_ms < 0 ||
+               (opts->socket_mode & ~0777u)))
+    return prpc__fail(-EINVAL, "prpc_server_create: negative threads or "
+                               "grace_ms, or socket_mode beyond 0777");
+  srv = calloc(1, sizeof(*srv));
+  if (!srv)
+    return prpc__fail(-ENOMEM, "out of memory");
+  if (opts)
+    srv->opts = *opts;
+  if (srv->opts.threads == 0) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    srv->opts.threads = ncpu > 0 ? (int)ncpu : 1;
+  }
+  if (srv->opts.grace_ms == 0)
+    srv->opts.grace_ms = 5000;
+  if (srv->opts.socket_mode == 0)
+    srv->opts.socket_mode = 0600;
+  if (pipe2(srv->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+    int err = -errno;
+    free(srv);
+    return prpc__fail(err, "pipe2: %s", strerror(-err));
+  }
+  cargs.num_args = prpc__core_size_args(args, srv->opts.max_send_bytes,
+                                        srv->opts.max_recv_bytes, NULL);
+  cargs.args = args;
+  prpc__core_ref();
+  srv->core = prpc__core_server_create(&cargs);
+  if (!srv->core) {
+    prpc__core_unref();
+    close(srv->wake[0]);
+    close(srv->wake[1]);
+    free(srv);
+    return prpc__fail(PRPC_ECORE, "gRPC core could not create a server");
+  }
+  pthread_mutex_init(&srv->mu, NULL);
+  pthread_mutex_init(&srv->conn_mu, NULL);
+  pthread_cond_init(&srv->cv, NULL);
+  srv->state = SRV_CREATED;
+  *out = srv;
+  return 0;
+}
+
+int prpc_server_add_listener(prpc_server *srv, const char *target,
+                             int *port) {
+  prpc__target t;
+  listener *l;
+  int rc;
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_add_listener: server is NULL");
+  if (srv->state != SRV_CREATED)
+    return prpc__fail(PRPC_ESTATE, "listeners must be added before start");
+  rc = prpc__target_parse(target, 1, &t);
+  if (rc != 0)
+    return rc;
+  l = realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(*l));
+  if (!l)
+    return prpc__fail(-ENOMEM, "out of memory");
+  srv->listeners = l;
+  l = &srv->listeners[srv->n_listeners];
+  memset(l, 0, sizeof(*l));
+  l->t = t;
+  l->fd = -1;
+  switch (t.kind) {
+  case PRPC__TARGET_UNIX:
+  case PRPC__TARGET_ABSTRACT:
+    rc = prpc__unix_listen(&t, srv->opts.socket_mode, &l->fd);
+    if (rc != 0)
+      return rc;
+    l->unlink_path = t.kind == PRPC__TARGET_UNIX;
+    if (t.kind == PRPC__TARGET_ABSTRACT)
+      prpc__log(PRPC__LOG_WARN,
+                "unix-abstract:%s has no file permissions: any process in "
+                "this network namespace can connect",
+                t.path);
+    break;
+  case PRPC__TARGET_TCP: {
+    int bound = prpc__core_server_add_tcp(srv->core, t.core);
+    if (bound <= 0)
+      return prpc__fail(-EADDRINUSE,
+                        "cannot listen on %s: the address is in use or "
+                        "cannot be resolved",
+                        target);
+    if (port)
+      *port = bound;
+    break;
+  }
+  case PRPC__TARGET_FD: {
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (getsockopt(t.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0)
+      return prpc__fail(-errno, "fd:%d is not a socket: %s", t.fd,
+                        strerror(errno));
+    fcntl(t.fd, F_SETFD, FD_CLOEXEC);
+    fcntl(t.fd, F_SETFL, fcntl(t.fd, F_GETFL) | O_NONBLOCK);
+    if (listening) {
+      l->fd = t.fd;
+    } else {
+      int *a = realloc(srv->adopted_fds, (srv->n_adopted + 1) * sizeof(*a));
+      if (!a)
+        return prpc__fail(-ENOMEM, "out of memory");
+      srv->adopted_fds = a;
+      a[srv->n_adopted++] = t.fd;
+    }
+    break;
+  }
+  }
+  srv->n_listeners++;
+  return 0;
+}
+
+int prpc_server_register(prpc_server *srv, const prpc_service_desc *svc,
+                         const prpc_invoke_fn *invokers, const void *impl,
+                         void *user_data) {
+  if (!srv || !svc || (!invokers && svc->n_methods))
+    return prpc__fail(-EINVAL, "prpc_server_register: NULL argument");
+  if (srv->state != SRV_CREATED)
+    return prpc__fail(PRPC_ESTATE, "services must be registered before start");
+  for (size_t i = 0; i < svc->n_methods; i++) {
+    const prpc_method_desc *m = &svc->methods[i];
+    for (size_t j = 0; j < srv->n_methods; j++)
+      if (strcmp(srv->methods[j].m->path, m->path) == 0)
+        return prpc__fail(PRPC_EEXIST, "%s is already registered", m->path);
+  }
+  if (srv->n_methods + svc->n_methods > srv->cap_methods) {
+    size_t cap = srv->cap_methods ? srv->cap_methods : 8;
+    while (cap < srv->n_methods + svc->n_methods)
+      cap *= 2;
+    method_entry *me = realloc(srv->methods, cap * sizeof(*me));
+    if (!me)
+      return prpc__fail(-ENOMEM, "out of memory");
+    srv->methods = me;
+    srv->cap_methods = cap;
+  }
+  for (size_t i = 0; i < svc->n_methods; i++) {
+    const prpc_method_desc *m = &svc->methods[i];
+    method_entry *me = &srv->methods[srv->n_methods];
+    int payload = m->kind == PRPC_UNARY || m->kind == PRPC_SERVER_STREAMING;
+    me->m = m;
+    me->invoke = invokers[i];
+    me->impl = impl;
+    me->user_data = user_data;
+    me->core_handle = grpc_server_register_method(
+        srv->core, m->path, NULL,
+        payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
+                : GRPC_SRM_PAYLOAD_NONE,
+        0);
+    if (!me->core_handle)
+      return prpc__fail(PRPC_ECORE, "gRPC core refused to register %s",
+                        m->path);
+    srv->n_methods++;
+  }
+  return 0;
+}
+
+int prpc_server_start(prpc_server *srv) {
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_start: server is NULL");
+  if (srv->state != SRV_CREATED)
+    return prpc__fail(PRPC_ESTATE, "the server was already started");
+  if (srv->n_listeners == 0)
+    return prpc__fail(PRPC_ESTATE, "the server has no listener");
+  srv->workers = calloc((size_t)srv->opts.threads, sizeof(*srv->workers));
+  if (!srv->workers)
+    return prpc__fail(-ENOMEM, "out of memory");
+  for (int i = 0; i < srv->opts.threads; i++) {
+    srv->workers[i].srv = srv;
+    srv->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(srv->core, srv->workers[i].cq,
+                                          NULL);
+  }
+  srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+  grpc_server_start(srv->core);
+  srv->state = SRV_STARTED;
+
+  for (int i = 0; i < srv->opts.threads; i++) {
+    worker *w = &srv->workers[i];
+    for (size_t m = 0; m < srv->n_methods; m++)
+      for (int k = 0; k < REQUESTS_PER_METHOD; k++)
+        request_call(w, &srv->methods[m]);
+    request_call(w, NULL);
+  }
+  for (int i = 0; i < srv->opts.threads; i++) {
+    if (pthread_create(&srv->workers[i].thread, NULL, worker_main,
+                       &srv->workers[i]) != 0) {
+      /* Threads already running drain through the normal shutdown. */
+      srv->n_workers = i;
+      prpc_server_shutdown(srv);
+      prpc_server_wait(srv);
+      return prpc__fail(-EAGAIN, "cannot start worker thread %d", i);
+    }
+    srv->n_workers = i + 1;
+  }
+  for (size_t i = 0; i < srv->n_adopted; i++) {
+    /* Fails for a TCP socket, which has no peer credentials. */
+    (void)conn_record(srv, srv->adopted_fds[i], SIZE_MAX);
+    prpc__core_server_add_fd(srv->core, srv->adopted_fds[i]);
+  }
+  srv->n_adopted = 0;
+  for (size_t i = 0; i < srv->n_listeners; i++) {
+    if (srv->listeners[i].fd >= 0) {
+      if (pthread_create(&srv->accept_thread, NULL, accept_main, srv) == 0)
+        srv->accept_running = 1;
+      else
+        prpc__log(PRPC__LOG_ERROR, "cannot start the accept thread");
+      break;
+    }
+  }
+  return 0;
+}
+
+static void close_listeners(prpc_server *srv) {
+  for (size_t i = 0; i < srv->n_listeners; i++) {
+    listener *l = &srv->listeners[i];
+    if (l->fd >= 0) {
+      close(l->fd);
+      l->fd = -1;
+      if (l->unlink_path)
+        unlink(l->t.path);
+    }
+  }
+}
+
+void prpc_server_shutdown(prpc_server *srv) {
+  if (!srv)
+    return;
+  pthread_mutex_lock(&srv->mu);
+  if (srv->state != SRV_STARTED) {
+    pthread_mutex_unlock(&srv->mu);
+    return;
+  }
+  srv->state = SRV_STOPPING;
+  srv->stop_deadline =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                   gpr_time_from_millis(srv->opts.grace_ms, GPR_TIMESPAN));
+  pthread_mutex_unlock(&srv->mu);
+
+  /* No new connections, and no new calls on existing ones. */
+  if (write(srv->wake[1], "x", 1) < 0 && errno != EAGAIN)
+    prpc__log(PRPC__LOG_ERROR, "cannot wake the accept thread");
+  grpc_server_shutdown_and_notify(srv->core, srv->shutdown_cq,
+                                  &srv->shutdown_tag);
+  pthread_cond_broadcast(&srv->cv);
+}
+
+int prpc_server_wait(prpc_server *srv) {
+  grpc_event ev;
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_wait: server is NULL");
+  pthread_mutex_lock(&srv->mu);
+  if (srv->state == SRV_CREATED) {
+    pthread_mutex_unlock(&srv->mu);
+    return prpc__fail(PRPC_ESTATE, "the server was never started");
+  }
+  while (srv->state == SRV_STARTED)
+    pthread_cond_wait(&srv->cv, &srv->mu);
+  if (srv->state == SRV_STOPPED) {
+    pthread_mutex_unlock(&srv->mu);
+    return 0;
+  }
+  pthread_mutex_unlock(&srv->mu);
+
+  if (srv->accept_running) {
+    pthread_join(srv->accept_thread, NULL);
+    srv->accept_running = 0;
+  }
+  close_listeners(srv);
+
+  ev = grpc_completion_queue_pluck(srv->shutdown_cq, &srv->shutdown_tag,
+                                   srv->stop_deadline, NULL);
+  if (ev.type == GRPC_QUEUE_TIMEOUT) {
+    prpc__log(PRPC__LOG_WARN,
+              "calls still running after the %d ms grace period: cancelling",
+              srv->opts.grace_ms);
+    grpc_server_cancel_all_calls(srv->core);
+    grpc_completion_queue_pluck(srv->shutdown_cq, &srv->shutdown_tag,
+                                gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  }
+  /* Streams whose calls were cancelled return from read/write promptly. */
+  pthread_mutex_lock(&srv->mu);
+  while (srv->streams > 0)
+    pthread_cond_wait(&srv->cv, &srv->mu);
+  pthread_mutex_unlock(&srv->mu);
+
+  for (int i = 0; i < srv->opts.threads; i++)
+    grpc_completion_queue_shutdown(srv->workers[i].cq);
+  for (int i = 0; i < srv->n_workers; i++)
+    pthread_join(srv->workers[i].thread, NULL);
+  /* Queues whose thread never started still hold failed requests. */
+  for (int i = srv->n_workers; i < srv->opts.threads; i++)
+    worker_main(&srv->workers[i]);
+
+  pthread_mutex_lock(&srv->mu);
+  srv->state = SRV_STOPPED;
+  pthread_cond_broadcast(&srv->cv);
+  pthread_mutex_unlock(&srv->mu);
+  return 0;
+}
+
+/* ---- prpc_server_run(): signals through a self-pipe ---- */
+
+static int signal_pipe = -1;
+
+static void on_signal(int sig) {
+  int saved = errno;
+  unsigned char b = (unsigned char)sig;
+  if (signal_pipe >= 0 && write(signal_pipe, &b, 1) < 0) {
+    /* nothing to do: a wake-up is already pending */
+  }
+  errno = saved;
+}
+
+int prpc_server_run(prpc_server *srv) {
+  struct sigaction sa, old_int, old_term;
+  int sp[2];
+  int rc;
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_run: server is NULL");
+  if (srv->state == SRV_CREATED && (rc = prpc_server_start(srv)) != 0)
+    return rc;
+  if (pipe2(sp, O_CLOEXEC | O_NONBLOCK) != 0)
+    return prpc__fail(-errno, "pipe2: %s", strerror(errno));
+  signal_pipe = sp[1];
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+
+  /* Wait for a signal, or for prpc_server_shutdown() from elsewhere. */
+  pthread_mutex_lock(&srv->mu);
+  while (srv->state == SRV_STARTED) {
+    unsigned char b;
+    struct timespec ts;
+    if (read(sp[0], &b, 1) == 1) {
+      pthread_mutex_unlock(&srv->mu);
+      prpc__log(PRPC__LOG_INFO, "signal %d: shutting down", (int)b);
+      prpc_server_shutdown(srv);
+      pthread_mutex_lock(&srv->mu);
+      break;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+  }
+  pthread_mutex_unlock(&srv->mu);
+
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  signal_pipe = -1;
+  close(sp[0]);
+  close(sp[1]);
+  return prpc_server_wait(srv);
+}
+
+void prpc_server_destroy(prpc_server *srv) {
+  if (!srv)
+    return;
+  if (srv->state != SRV_CREATED) {
+    prpc_server_shutdown(srv);
+    prpc_server_wait(srv);
+  }
+  close_listeners(srv);
+  for (size_t i = 0; i < srv->n_adopted; i++)
+    close(srv->adopted_fds[i]);
+  if (srv->state == SRV_CREATED) {
+    /* Never started: gRPC core still needs a shutdown before destroy. */
+    srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_server_shutdown_and_notify(srv->core, srv->shutdown_cq,
+                                    &srv->shutdown_tag);
+    grpc_completion_queue_pluck(srv->shutdown_cq, &srv->shutdown_tag,
+                                gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  }
+  grpc_server_destroy(srv->core);
+  for (int i = 0; i < srv->opts.threads && srv->workers; i++)
+    grpc_completion_queue_destroy(srv->workers[i].cq);
+  if (srv->shutdown_cq) {
+    grpc_completion_queue_shutdown(srv->shutdown_cq);
+    while (grpc_completion_queue_pluck(srv->shutdown_cq, NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME),
+                                       NULL)
+               .type != GRPC_QUEUE_SHUTDOWN)
+      ;
+    grpc_completion_queue_destroy(srv->shutdown_cq);
+  }
+  close(srv->wake[0]);
+  close(srv->wake[1]);
+  free(srv->workers);
+  free(srv->methods);
+  free(srv->listeners);
+  free(srv->adopted_fds);
+  free(srv->conns);
+  pthread_mutex_destroy(&srv->mu);
+  pthread_mutex_destroy(&srv->conn_mu);
+  pthread_cond_destroy(&srv->cv);
+  free(srv);
+  prpc__core_unref();
+}
