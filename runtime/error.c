@@ -76,7 +76,7 @@ const char *prpc_status_name(grpc_status_code code) {
 static char version_buf[64];
 
 static void make_version(void) {
-  snprintf(version_buf, sizeof(version_buf), "%s (gRPC core %s)",
+  snprintf(version_buf, sizeof(version_buf), "%s (gRPC core library %s)",
            PRPC_VERSION_STRING, grpc_version_string());
 }
 

@@ -1110,9 +1110,16 @@ void prpc_server_shutdown(prpc_server *srv) {
                    gpr_time_from_millis(srv->opts.grace_ms, GPR_TIMESPAN));
   pthread_mutex_unlock(&srv->mu);
 
-  /* No new connections, and no new calls on existing ones. */
-  if (write(srv->wake[1], "x", 1) < 0 && errno != EAGAIN)
-    prpc__log(PRPC__LOG_ERROR, "cannot wake the accept thread");
+  /* No new connections: stop accepting and close the listening sockets, so
+   * that a client is refused at once instead of waiting in the backlog. */
+  if (srv->accept_running) {
+    if (write(srv->wake[1], "x", 1) < 0 && errno != EAGAIN)
+      prpc__log(PRPC__LOG_ERROR, "cannot wake the accept thread");
+    pthread_join(srv->accept_thread, NULL);
+    srv->accept_running = 0;
+  }
+  close_listeners(srv);
+  /* No new calls on existing connections (GOAWAY); in-flight calls go on. */
   grpc_server_shutdown_and_notify(srv->core, srv->shutdown_cq,
                                   &srv->shutdown_tag);
   pthread_cond_broadcast(&srv->cv);
@@ -1134,12 +1141,6 @@ int prpc_server_wait(prpc_server *srv) {
     return 0;
   }
   pthread_mutex_unlock(&srv->mu);
-
-  if (srv->accept_running) {
-    pthread_join(srv->accept_thread, NULL);
-    srv->accept_running = 0;
-  }
-  close_listeners(srv);
 
   ev = grpc_completion_queue_pluck(srv->shutdown_cq, &srv->shutdown_tag,
                                    srv->stop_deadline, NULL);

@@ -174,7 +174,7 @@ int prpc__target_parse(const char *s, int for_server, prpc__target *t) {
   }
   /* "scheme:..." where scheme is not a host name followed by a port. */
   const char *colon = strchr(s, ':');
-  if (colon && colon != s && *s != '[') {
+  if (colon && isalpha((unsigned char)*s)) {
     const char *after = colon + 1;
     if (starts_with(after, "//") ||
         (*after != '\0' && !isdigit((unsigned char)*after) &&

@@ -37,7 +37,8 @@ extern "C" {
 #define PRPC_VERSION_PATCH 0
 #define PRPC_VERSION_STRING "0.1.0"
 
-/* Returns the library's version string, e.g. "0.1.0 (gRPC core 1.51.1)".
+/* Returns the library's version string with gRPC core's library version,
+ * e.g. "0.1.0 (gRPC core library 29.0.0)" (core 29 is gRPC 1.51).
  * Static storage; never NULL. */
 PRPC_API const char *prpc_version(void);
 
