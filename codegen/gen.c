@@ -265,8 +265,15 @@ static char *c_package_of(const FileProto *f) {
     const ProtobufCMessageUnknownField *u = &o->base.unknown_fields[i];
     const uint8_t *p = u->data;
     size_t left = u->len;
+    uint64_t inner;
+    size_t used;
     if (u->tag != 1019 || u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
       continue;
+    /* protobuf-c keeps the length prefix in an unknown field's data. */
+    if ((used = read_varint(p, left, &inner)) == 0 || inner != left - used)
+      return NULL;
+    p += used;
+    left -= used;
     while (left > 0) {
       uint64_t key, val;
       size_t n = read_varint(p, left, &key);

@@ -1,0 +1,22 @@
+# Compares generated files (GOT) with the golden ones (WANT); with UPDATE
+# set, copies them over instead.
+string(REPLACE "," ";" FILES "${FILES}")
+foreach(f IN LISTS FILES)
+  if(UPDATE)
+    get_filename_component(d ${WANT}/${f} DIRECTORY)
+    file(MAKE_DIRECTORY ${d})
+    file(COPY_FILE ${GOT}/${f} ${WANT}/${f})
+    continue()
+  endif()
+  if(NOT EXISTS ${GOT}/${f})
+    message(FATAL_ERROR "not generated: ${GOT}/${f}")
+  endif()
+  file(READ ${GOT}/${f} got)
+  file(READ ${WANT}/${f} want)
+  if(NOT got STREQUAL want)
+    execute_process(COMMAND diff -u ${WANT}/${f} ${GOT}/${f})
+    message(FATAL_ERROR "${f} differs from its golden file (diff above). If "
+      "the change is intended: cmake --build <build> --target prpc_update_golden")
+  endif()
+endforeach()
+message(STATUS "all ${FILES} match")
