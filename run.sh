@@ -1,0 +1,74 @@
+#!/bin/bash
+# piperpc set-up in one command, on Debian 12:
+#   ./run.sh demo   install what is missing, build, run the Greeter demo over
+#                   a unix socket and over TCP
+#   ./run.sh test   install what is missing, build, run the whole test suite
+# Packages come from Debian with apt-get (as root, or through sudo).
+# BUILD_DIR (default: build) and JOBS (default: nproc) can be set.
+set -euo pipefail
+cd "$(dirname "$0")"
+mode=${1:-}
+case $mode in demo | test) ;; *)
+  echo "usage: $0 demo|test" >&2
+  exit 2
+  ;;
+esac
+build=${BUILD_DIR:-build}
+jobs=${JOBS:-$(nproc)}
+
+packages=(gcc make cmake pkg-config
+  libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+  libprotoc-dev)
+if [ "$mode" = test ]; then
+  # Cross-language peers (Python grpcio and its stub generator) and valgrind.
+  packages+=(python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
+    valgrind)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing: ${missing[*]}"
+  sudo=
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    --no-install-recommends "${missing[@]}" > /dev/null
+fi
+
+echo "== building in $build"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRPC_WERROR=ON > /dev/null
+cmake --build "$build" -j "$jobs" > "$build.log" 2>&1 ||
+  { cat "$build.log"; exit 1; }
+
+if [ "$mode" = test ]; then
+  echo "== running the tests"
+  cd "$build"
+  exec ctest -j "$jobs" --output-on-failure
+fi
+
+echo "== demo: greeter_server on a unix socket and on TCP 127.0.0.1"
+tmp=$(mktemp -d /tmp/piperpc-demo-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+sock="unix:$tmp/greeter.sock"
+coproc SERVER { exec "$build/greeter_server" --listen "$sock" --listen 127.0.0.1:0; }
+server_pid=$SERVER_PID
+port=
+while read -r line <&"${SERVER[0]}"; do
+  echo "  $line"
+  case $line in
+  *"(port "*) port=${line##*(port } && port=${port%)} ;;
+  *ready) break ;;
+  esac
+done
+[ -n "$port" ] || { echo "the server did not start" >&2; exit 1; }
+echo "== one call over the pipe"
+"$build/greeter_client" --target "$sock" --name pipe
+echo "== 5000 calls each: unix socket, then TCP"
+"$build/greeter_client" --target "$sock" --count 5000 | tail -n 1
+"$build/greeter_client" --target "127.0.0.1:$port" --count 5000 | tail -n 1
+kill -TERM "$server_pid"
+wait "$server_pid"
+echo "== the server drained and removed $tmp/greeter.sock: $( [ -e "$tmp/greeter.sock" ] && echo no || echo yes)"

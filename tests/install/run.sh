@@ -1,0 +1,69 @@
+#!/bin/bash
+# Installs piperpc into a fresh prefix and builds the quick start against the
+# installed package, twice: with CMake (find_package + prpc_generate) and
+# with pkg-config and the installed plugin. Then runs the programs.
+#   run.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1
+src=$2
+tmp=$(mktemp -d /tmp/prpc-install-XXXXXX)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" > "$tmp/install.log"
+for f in include/piperpc/piperpc.h include/piperpc/method.h bin/protoc-gen-prpc; do
+  [ -e "$prefix/$f" ] || { echo "not installed: $f"; exit 1; }
+done
+libdir=$(dirname "$(find "$prefix" -name piperpc.pc)")/..
+ls "$libdir"/libpiperpc.so "$libdir"/libpiperpc.a > /dev/null
+
+# Starts SERVER TARGET and waits (without sleeping) for its first line.
+start_server() {
+  mkfifo "$tmp/ready"
+  "$1" "$2" > "$tmp/ready" &
+  server_pid=$!
+  exec 3< "$tmp/ready"
+  read -r line <&3
+  echo "server says: $line"
+  rm -f "$tmp/ready"
+}
+stop_server() {
+  kill -TERM "$server_pid"
+  wait "$server_pid"
+  server_pid=
+  exec 3<&-
+}
+
+# 1. CMake: find_package(piperpc) and prpc_generate().
+cmake -S "$src/examples/quickstart" -B "$tmp/app" \
+  -DCMAKE_PREFIX_PATH="$prefix" > "$tmp/app.log"
+cmake --build "$tmp/app" >> "$tmp/app.log"
+target="unix:$tmp/hello.sock"
+start_server "$tmp/app/hello_server" "$target"
+out=$("$tmp/app/hello_client" "$target" installed)
+[ "$out" = "Hello installed" ] || { echo "unexpected reply: $out"; exit 1; }
+stop_server
+[ ! -e "$tmp/hello.sock" ] || { echo "socket file left behind"; exit 1; }
+echo "cmake package: ok"
+
+# 2. pkg-config and the installed plugin, no CMake.
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+gen=$tmp/gen
+mkdir -p "$gen"
+protoc -I"$src/examples/quickstart" \
+  --plugin=protoc-gen-prpc="$prefix/bin/protoc-gen-prpc" \
+  --plugin=protoc-gen-c="$(command -v protoc-gen-c)" \
+  --c_out="$gen" --prpc_out="$gen" hello.proto
+cc -Wall -Wextra -Werror -I"$gen" -o "$tmp/client-pc" \
+  "$src/examples/quickstart/client.c" "$gen/hello.pb-c.c" "$gen/hello.prpc.c" \
+  $(pkg-config --cflags --libs piperpc)
+start_server "$tmp/app/hello_server" "$target"
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/client-pc" "$target" pkgconfig)
+[ "$out" = "Hello pkgconfig" ] || { echo "unexpected reply: $out"; exit 1; }
+stop_server
+echo "pkg-config: ok"
