@@ -129,7 +129,8 @@ struct prpc_server {
 
   pthread_t accept_thread;
   int accept_running;
-  int wake[2]; /* wakes the accept thread and prpc_server_run() */
+  int wake[2]; /* wakes the accept thread at shutdown */
+  int stop[2]; /* readable once shutdown has begun: wakes prpc_server_run() */
 
   pthread_mutex_t conn_mu;
   conn_info *conns; /* indexed by fd */
@@ -896,6 +897,13 @@ int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
     free(srv);
     return prpc__fail(err, "pipe2: %s", strerror(-err));
   }
+  if (pipe2(srv->stop, O_CLOEXEC | O_NONBLOCK) != 0) {
+    int err = -errno;
+    close(srv->wake[0]);
+    close(srv->wake[1]);
+    free(srv);
+    return prpc__fail(err, "pipe2: %s", strerror(-err));
+  }
   cargs.num_args = prpc__core_size_args(args, srv->opts.max_send_bytes,
                                         srv->opts.max_recv_bytes, NULL);
   cargs.args = args;
@@ -905,6 +913,8 @@ int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
     prpc__core_unref();
     close(srv->wake[0]);
     close(srv->wake[1]);
+    close(srv->stop[0]);
+    close(srv->stop[1]);
     free(srv);
     return prpc__fail(PRPC_ECORE, "gRPC core could not create a server");
   }
@@ -1122,6 +1132,10 @@ void prpc_server_shutdown(prpc_server *srv) {
   /* No new calls on existing connections (GOAWAY); in-flight calls go on. */
   grpc_server_shutdown_and_notify(srv->core, srv->shutdown_cq,
                                   &srv->shutdown_tag);
+  prpc__log(PRPC__LOG_INFO, "shutting down: draining calls for up to %d ms",
+            srv->opts.grace_ms);
+  if (write(srv->stop[1], "x", 1) < 0 && errno != EAGAIN)
+    prpc__log(PRPC__LOG_ERROR, "cannot wake prpc_server_run()");
   pthread_cond_broadcast(&srv->cv);
 }
 
@@ -1188,49 +1202,50 @@ static void on_signal(int sig) {
 
 int prpc_server_run(prpc_server *srv) {
   struct sigaction sa, old_int, old_term;
+  sigset_t stop_sigs, old_mask;
   int sp[2];
   int rc;
   if (!srv)
     return prpc__fail(-EINVAL, "prpc_server_run: server is NULL");
-  if (srv->state == SRV_CREATED && (rc = prpc_server_start(srv)) != 0)
-    return rc;
   if (pipe2(sp, O_CLOEXEC | O_NONBLOCK) != 0)
     return prpc__fail(-errno, "pipe2: %s", strerror(errno));
+  /* Handlers first: once a client is served, a signal stops the server. */
   signal_pipe = sp[1];
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
+  /* A program may block the signals early so that none is lost before this
+   * point; they are delivered to this thread from now on. */
+  sigemptyset(&stop_sigs);
+  sigaddset(&stop_sigs, SIGINT);
+  sigaddset(&stop_sigs, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &stop_sigs, &old_mask);
+  rc = srv->state == SRV_CREATED ? prpc_server_start(srv) : 0;
 
   /* Wait for a signal, or for prpc_server_shutdown() from elsewhere. */
-  pthread_mutex_lock(&srv->mu);
-  while (srv->state == SRV_STARTED) {
+  while (rc == 0) {
+    struct pollfd pfd[2] = {{sp[0], POLLIN, 0}, {srv->stop[0], POLLIN, 0}};
     unsigned char b;
-    struct timespec ts;
+    if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+      break;
     if (read(sp[0], &b, 1) == 1) {
-      pthread_mutex_unlock(&srv->mu);
       prpc__log(PRPC__LOG_INFO, "signal %d: shutting down", (int)b);
       prpc_server_shutdown(srv);
-      pthread_mutex_lock(&srv->mu);
       break;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 50 * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+    if (pfd[1].revents)
+      break;
   }
-  pthread_mutex_unlock(&srv->mu);
 
+  pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   signal_pipe = -1;
   close(sp[0]);
   close(sp[1]);
-  return prpc_server_wait(srv);
+  return rc != 0 ? rc : prpc_server_wait(srv);
 }
 
 void prpc_server_destroy(prpc_server *srv) {
@@ -1265,6 +1280,8 @@ void prpc_server_destroy(prpc_server *srv) {
   }
   close(srv->wake[0]);
   close(srv->wake[1]);
+  close(srv->stop[0]);
+  close(srv->stop[1]);
   free(srv->workers);
   free(srv->methods);
   free(srv->listeners);

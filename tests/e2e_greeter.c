@@ -3,6 +3,7 @@
  * 127.0.0.1 port 0. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -543,7 +544,75 @@ static void graceful_shutdown(void) {
   test_rmdir(dir);
 }
 
-TEST_MAIN(CASE(unix_socket), CASE(unix_socket_mode), CASE(abstract_socket),
+/* The anonymous pipe: a connected socketpair, one end per side. */
+static void socketpair_fds(void) {
+  int sv[2];
+  char server_target[32], client_target[32], msg[64];
+  prpc_server *srv;
+  prpc_channel *ch;
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  snprintf(server_target, sizeof(server_target), "fd:%d", sv[0]);
+  snprintf(client_target, sizeof(client_target), "fd:%d", sv[1]);
+  ASSERT_EQ(prpc_server_create(NULL, &srv), 0);
+  ASSERT_EQ(prpc_server_add_listener(srv, server_target, NULL), 0);
+  ASSERT_EQ(helloworld__greeter_server__register(srv, &impl, NULL), 0);
+  ASSERT_EQ(prpc_server_start(srv), 0);
+  ASSERT_EQ(prpc_channel_create(client_target, NULL, &ch), 0);
+  ASSERT_EQ(hello(ch, "pair", 5000, NULL, msg, sizeof(msg)), GRPC_STATUS_OK);
+  ASSERT_STREQ(msg, "Hello pair");
+  ASSERT_EQ(seen_pid, getpid()); /* credentials of the other end */
+  ASSERT_EQ(hello(ch, "again", 5000, NULL, msg, sizeof(msg)), GRPC_STATUS_OK);
+  prpc_channel_destroy(ch);
+  prpc_server_destroy(srv);
+}
+
+/* A server that never started still frees its listeners. */
+static void destroy_unstarted(void) {
+  prpc_server *srv;
+  int port = 0;
+  ASSERT_EQ(prpc_server_create(NULL, &srv), 0);
+  ASSERT_EQ(prpc_server_add_listener(srv, "127.0.0.1:0", &port), 0);
+  ASSERT(port > 0);
+  prpc_server_destroy(srv);
+  ASSERT_EQ(prpc_server_wait(NULL), -EINVAL);
+}
+
+static void *run_server(void *arg) {
+  static int rc;
+  rc = prpc_server_run(arg);
+  return &rc;
+}
+
+/* prpc_server_run() stops on SIGTERM, drains, and restores the signal's
+ * previous disposition. */
+static void run_until_sigterm(void) {
+  char *dir = test_tmpdir();
+  char target[320], path[300];
+  pthread_t th;
+  void *ret;
+  struct sigaction old;
+  prpc_server *srv;
+  snprintf(path, sizeof(path), "%s/g.sock", dir);
+  snprintf(target, sizeof(target), "unix:%s", path);
+  ASSERT_EQ(prpc_server_create(NULL, &srv), 0);
+  ASSERT_EQ(prpc_server_add_listener(srv, target, NULL), 0);
+  ASSERT_EQ(helloworld__greeter_server__register(srv, &impl, NULL), 0);
+  ASSERT_EQ(pthread_create(&th, NULL, run_server, srv), 0);
+  expect_hello(target); /* the listener was bound before run: no race */
+  sigaction(SIGTERM, NULL, &old);
+  ASSERT(old.sa_handler != SIG_DFL); /* run's handler is in place */
+  ASSERT_EQ(kill(getpid(), SIGTERM), 0);
+  pthread_join(th, &ret);
+  ASSERT_EQ(*(int *)ret, 0);
+  sigaction(SIGTERM, NULL, &old);
+  ASSERT(old.sa_handler == SIG_DFL);
+  ASSERT(access(path, F_OK) != 0); /* socket removed */
+  prpc_server_destroy(srv);
+  test_rmdir(dir);
+}
+
+TEST_MAIN(CASE(socketpair_fds), CASE(destroy_unstarted),
+          CASE(run_until_sigterm), CASE(unix_socket), CASE(unix_socket_mode), CASE(abstract_socket),
           CASE(tcp), CASE(many_listeners), CASE(deadline), CASE(metadata),
           CASE(status_message), CASE(missing_socket), CASE(live_path_refused),
           CASE(stale_path_replaced), CASE(bad_paths), CASE(malformed_request),

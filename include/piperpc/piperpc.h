@@ -294,8 +294,11 @@ PRPC_API void prpc_server_shutdown(prpc_server *server);
 PRPC_API int prpc_server_wait(prpc_server *server);
 
 /* Starts the server if needed, then blocks until prpc_server_shutdown() or
- * SIGINT/SIGTERM, drains gracefully and returns 0 (or a start error). The
- * previous signal dispositions are restored before it returns. */
+ * SIGINT/SIGTERM, drains gracefully and returns 0 (or a start error). While
+ * it waits, SIGINT and SIGTERM are caught and unblocked in the calling
+ * thread; the previous dispositions and mask are restored before it returns.
+ * A program that announces readiness before calling it should block both
+ * signals first (sigprocmask) so that none sent early is lost. */
 PRPC_API int prpc_server_run(prpc_server *server);
 
 /* Shuts down (if running), waits, and frees the server and everything it
@@ -326,8 +329,10 @@ PRPC_API int prpc_ctx_peer_cred(const prpc_ctx *ctx, int64_t *pid,
  * client set none. */
 PRPC_API int64_t prpc_ctx_time_left_ms(const prpc_ctx *ctx);
 
-/* Returns 1 once the call is cancelled by the client or its deadline has
- * passed, else 0. Thread-safe; cheap enough to poll in a loop. */
+/* Returns 1 once the call's deadline has passed or, for a streaming call,
+ * once the client has cancelled it; else 0. (A unary handler learns of a
+ * client's cancellation only through the deadline for now.) Thread-safe;
+ * cheap enough to poll in a loop. */
 PRPC_API int prpc_ctx_is_cancelled(const prpc_ctx *ctx);
 
 /* The request metadata. Borrowed from the context. */

@@ -3,6 +3,7 @@
  *   greeter_server --listen ADDR [--listen ADDR ...] [--threads N]
  * ADDR is any piperpc target: unix:/path, unix-abstract:name, host:port.
  * Prints one line per listener, then "ready"; stops on SIGINT or SIGTERM. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,13 @@ int main(int argc, char **argv) {
   }
   if (n_listen == 0)
     usage();
+  /* Hold SIGINT/SIGTERM until prpc_server_run() waits for them: a signal
+   * sent right after "ready" must stop the server cleanly, not kill it. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigprocmask(SIG_BLOCK, &sigs, NULL);
   if (prpc_server_create(&opts, &server) != 0) {
     fprintf(stderr, "greeter_server: %s\n", prpc_last_error());
     return 1;
