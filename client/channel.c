@@ -34,12 +34,18 @@ int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
   prpc__target t;
   grpc_arg args[4];
   grpc_channel_args cargs;
+  grpc_compression_algorithm alg = GRPC_COMPRESS_NONE;
   prpc_channel *ch;
   int rc = prpc__target_parse(target, 0, &t);
   if (rc != 0)
     return rc;
   if (!out)
     return prpc__fail(-EINVAL, "prpc_channel_create: out is NULL");
+  if (opts && opts->compression &&
+      prpc__core_compression(opts->compression, &alg) != 0)
+    return prpc__fail(-EINVAL, "unknown compression algorithm '%s' (use "
+                               "gzip, deflate or identity)",
+                      opts->compression);
   ch = calloc(1, sizeof(*ch));
   if (!ch || !(ch->target = strdup(target))) {
     free(ch);
@@ -47,7 +53,8 @@ int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
   }
   cargs.num_args =
       opts ? prpc__core_size_args(args, opts->max_send_bytes,
-                                  opts->max_recv_bytes, opts->authority)
+                                  opts->max_recv_bytes, opts->authority,
+                                  opts->compression ? (int)alg : -1)
            : 0;
   cargs.args = args;
   prpc__core_ref();
@@ -151,6 +158,22 @@ static grpc_call *call_create(prpc_channel *ch, const prpc_method_desc *m,
       prpc__deadline_from_ms(opts ? opts->timeout_ms : 0), NULL);
 }
 
+/* The request metadata in core form: the caller's, plus the key that asks
+ * gRPC core to compress this call. Returns 0, -EINVAL (unknown algorithm)
+ * or -ENOMEM. */
+static int request_md(const prpc_call_opts *opts, grpc_metadata **md,
+                      size_t *n_md) {
+  grpc_compression_algorithm alg;
+  const char *comp = opts ? opts->compression : NULL;
+  if (comp && prpc__core_compression(comp, &alg) != 0)
+    return prpc__fail(-EINVAL, "unknown compression algorithm '%s'", comp);
+  if (prpc__md_to_core(opts ? opts->metadata : NULL,
+                       comp ? PRPC__COMPRESSION_MD_KEY : NULL, comp, md,
+                       n_md) != 0)
+    return prpc__fail(-ENOMEM, "out of memory");
+  return 0;
+}
+
 static void op_send_initial(grpc_op *op, const prpc_call_opts *opts,
                             grpc_metadata *md, size_t n_md) {
   memset(op, 0, sizeof(*op));
@@ -237,8 +260,14 @@ grpc_status_code prpc_unary_call(prpc_channel *ch, const prpc_method_desc *m,
   if (m->kind != PRPC_UNARY)
     return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT,
                          "prpc_unary_call: method is not unary");
-  if (prpc__md_to_core(opts ? opts->metadata : NULL, &md, &n_md) != 0)
+  switch (request_md(opts, &md, &n_md)) {
+  case 0:
+    break;
+  case -EINVAL:
+    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT, prpc_last_error());
+  default:
     return local_failure(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  }
   send_bb = prpc__encode(m->codec, m->input, request);
   if (!send_bb) {
     free(md);
@@ -335,22 +364,24 @@ int prpc_call_start(prpc_channel *ch, const prpc_method_desc *m,
   prpc_call *c;
   grpc_op ops[3];
   size_t n_md = 0, n_ops = 1;
+  int rc;
   if (!ch || !m || !out)
     return prpc__fail(-EINVAL, "prpc_call_start: NULL argument");
-  if (m->kind == PRPC_UNARY)
-    return prpc__fail(-EINVAL, "prpc_call_start: unary methods use "
-                               "prpc_unary_call()");
-  if ((m->kind == PRPC_SERVER_STREAMING) != (request != NULL))
-    return prpc__fail(-EINVAL, "prpc_call_start: pass the request for "
-                               "server-streaming methods, and only for them");
+  int one_request = m->kind == PRPC_UNARY || m->kind == PRPC_SERVER_STREAMING;
+  if (one_request != (request != NULL))
+    return prpc__fail(-EINVAL, "prpc_call_start: pass the request for unary "
+                               "and server-streaming methods, and only for "
+                               "them");
   c = calloc(1, sizeof(*c));
   if (!c)
     return prpc__fail(-ENOMEM, "out of memory");
   c->ch = ch;
   c->m = m;
   grpc_metadata_array_init(&c->core_headers);
-  if (prpc__md_to_core(opts ? opts->metadata : NULL, &c->md, &n_md) != 0)
-    goto nomem;
+  if ((rc = request_md(opts, &c->md, &n_md)) != 0) {
+    free(c);
+    return rc;
+  }
   if (request) {
     c->start_bb = prpc__encode(m->codec, m->input, request);
     if (!c->start_bb) {
@@ -390,9 +421,6 @@ core_fail:
   free(c->md);
   free(c);
   return prpc__fail(PRPC_ECORE, "gRPC core could not start the call");
-nomem:
-  free(c);
-  return prpc__fail(-ENOMEM, "out of memory");
 }
 
 /* Runs one batch and waits for it. Returns 1 if it succeeded. */
@@ -403,6 +431,10 @@ static int run_batch(prpc_call *c, grpc_op *ops, size_t n, void *tag) {
 }
 
 int prpc_call_write(prpc_call *c, const void *msg) {
+  return prpc_call_write_ex(c, msg, 0);
+}
+
+int prpc_call_write_ex(prpc_call *c, const void *msg, unsigned flags) {
   grpc_op op;
   grpc_byte_buffer *bb;
   int ok;
@@ -413,6 +445,7 @@ int prpc_call_write(prpc_call *c, const void *msg) {
     return prpc__fail(PRPC_EMSG, "failed to encode the message");
   memset(&op, 0, sizeof(op));
   op.op = GRPC_OP_SEND_MESSAGE;
+  op.flags = flags & GRPC_WRITE_NO_COMPRESS;
   op.data.send_message.send_message = bb;
   ok = run_batch(c, &op, 1, &c->write_tag);
   grpc_byte_buffer_destroy(bb);
@@ -448,6 +481,10 @@ int prpc_call_headers(prpc_call *c, const prpc_metadata **headers) {
   }
   *headers = &c->headers;
   return 0;
+}
+
+int prpc_call_read_compressed(const prpc_call *c) {
+  return prpc__core_last_message_compressed(c->call);
 }
 
 int prpc_call_read(prpc_call *c, void **msg) {

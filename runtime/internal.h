@@ -6,6 +6,7 @@
 
 #include <grpc/grpc.h>
 #include <grpc/byte_buffer.h>
+#include <grpc/compression.h>
 #include <grpc/support/time.h>
 #include <stdarg.h>
 #include <sys/types.h>
@@ -72,10 +73,17 @@ int prpc__unix_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 void prpc__core_ref(void);
 void prpc__core_unref(void);
 
-/* Channel args from sizes (0: default). Fills args[] (at least 4 slots) and
- * returns how many were used. */
+/* Channel args from sizes (0: default), an authority (NULL: default) and a
+ * default compression algorithm (-1: none). Fills args[] (at least 4 slots)
+ * and returns how many were used. */
 size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
-                            const char *authority);
+                            const char *authority, int compression);
+/* Parses a compression algorithm name; returns 0 or -EINVAL. */
+int prpc__core_compression(const char *name, grpc_compression_algorithm *out);
+/* 1 if the last message received on call came compressed on the wire. */
+int prpc__core_last_message_compressed(grpc_call *call);
+/* The metadata key that asks gRPC core to compress a call's messages. */
+#define PRPC__COMPRESSION_MD_KEY "grpc-internal-encoding-request"
 
 grpc_channel *prpc__core_channel_create(const prpc__target *t,
                                         const grpc_channel_args *args);
@@ -101,10 +109,12 @@ void *prpc__decode(const prpc_codec *codec, const void *type,
 
 /* ---- metadata (runtime/metadata.c) ---- */
 
-/* Converts prpc metadata to a grpc_metadata array that borrows md's
- * strings. *out is malloc'd (caller frees) or NULL for none; slices are
- * static references, nothing to unref. Returns 0 or -ENOMEM. */
-int prpc__md_to_core(const prpc_metadata *md, grpc_metadata **out,
+/* Converts prpc metadata, plus one more entry when extra_key is not NULL,
+ * to a grpc_metadata array that borrows the strings. *out is malloc'd
+ * (caller frees) or NULL for none; slices are static references, nothing to
+ * unref. Returns 0 or -ENOMEM. */
+int prpc__md_to_core(const prpc_metadata *md, const char *extra_key,
+                     const char *extra_value, grpc_metadata **out,
                      size_t *count);
 /* Appends a copy of every entry in arr to md. Returns 0 or -ENOMEM. */
 int prpc__md_from_core(prpc_metadata *md, const grpc_metadata_array *arr);

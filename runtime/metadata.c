@@ -106,23 +106,29 @@ void prpc_status_clear(prpc_status *st) {
   st->message = NULL;
 }
 
-int prpc__md_to_core(const prpc_metadata *md, grpc_metadata **out,
+int prpc__md_to_core(const prpc_metadata *md, const char *extra_key,
+                     const char *extra_value, grpc_metadata **out,
                      size_t *count) {
+  size_t n = (md ? md->count : 0) + (extra_key ? 1 : 0);
   grpc_metadata *arr;
   *out = NULL;
   *count = 0;
-  if (!md || md->count == 0)
+  if (n == 0)
     return 0;
-  arr = calloc(md->count, sizeof(*arr));
+  arr = calloc(n, sizeof(*arr));
   if (!arr)
     return -ENOMEM;
-  for (size_t i = 0; i < md->count; i++) {
+  for (size_t i = 0; md && i < md->count; i++) {
     arr[i].key = grpc_slice_from_static_string(md->items[i].key);
     arr[i].value = grpc_slice_from_static_buffer(md->items[i].value,
                                                  md->items[i].value_len);
   }
+  if (extra_key) {
+    arr[n - 1].key = grpc_slice_from_static_string(extra_key);
+    arr[n - 1].value = grpc_slice_from_static_string(extra_value);
+  }
   *out = arr;
-  *count = md->count;
+  *count = n;
   return 0;
 }
 

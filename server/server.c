@@ -24,6 +24,7 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,16 +89,60 @@ typedef struct slot {
   grpc_metadata *send_md[2];  /* headers, trailers in core form */
   grpc_slice status_details;
   int close_cancelled;
+  /* Unary calls whose handler asked prpc_ctx_is_cancelled(): the
+   * RECV_CLOSE_ON_SERVER op then runs on its own, tagged slot|1. The slot
+   * is recycled once both it and the reply batch are done. */
+  int close_started;
+  int finish_done;
   struct slot *next_free;
   prpc_ctx ctx;
 } slot;
+
+#define CLOSE_TAG(s) ((void *)((uintptr_t)(s) | 1u))
 
 struct worker {
   prpc_server *srv;
   grpc_completion_queue *cq;
   pthread_t thread;
   slot *free_slots;
+  /* Events that prpc_ctx_is_cancelled() pulled off the queue while a unary
+   * handler ran; the worker handles them when the handler returns. */
+  pthread_mutex_t poll_mu;
+  grpc_event *deferred;
+  size_t n_deferred, cap_deferred;
+  atomic_int has_deferred;
 };
+
+static void defer_event(worker *w, grpc_event ev) {
+  if (w->n_deferred == w->cap_deferred) {
+    size_t cap = w->cap_deferred ? w->cap_deferred * 2 : 8;
+    grpc_event *d = realloc(w->deferred, cap * sizeof(*d));
+    if (!d) {
+      /* Cannot happen in practice; losing the event would leak a call. */
+      prpc__log(PRPC__LOG_ERROR, "out of memory deferring an event");
+      abort();
+    }
+    w->deferred = d;
+    w->cap_deferred = cap;
+  }
+  w->deferred[w->n_deferred++] = ev;
+  atomic_store(&w->has_deferred, 1);
+}
+
+/* Takes the oldest deferred event. Returns 1 if there was one. */
+static int take_deferred(worker *w, grpc_event *ev) {
+  int got = 0;
+  pthread_mutex_lock(&w->poll_mu);
+  if (w->n_deferred > 0) {
+    *ev = w->deferred[0];
+    memmove(w->deferred, w->deferred + 1,
+            --w->n_deferred * sizeof(*w->deferred));
+    got = 1;
+  }
+  atomic_store(&w->has_deferred, w->n_deferred > 0);
+  pthread_mutex_unlock(&w->poll_mu);
+  return got;
+}
 
 typedef struct listener {
   prpc__target t;
@@ -265,13 +310,46 @@ int64_t prpc_ctx_time_left_ms(const prpc_ctx *ctx) {
   return prpc__ms_until(ctx->deadline);
 }
 
+/* A unary handler runs on its worker's thread, so nobody polls the
+ * worker's queue while it runs: start the call's RECV_CLOSE_ON_SERVER op
+ * (once) and look for its completion without blocking, putting aside any
+ * other event for the worker to handle after the handler. */
+static int unary_is_cancelled(prpc_ctx *ctx) {
+  slot *s = (slot *)((char *)ctx - offsetof(slot, ctx));
+  worker *w = s->w;
+  int cancelled;
+  pthread_mutex_lock(&w->poll_mu);
+  if (!s->close_started) {
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &ctx->cancelled_flag;
+    if (grpc_call_start_batch(ctx->call, &op, 1, CLOSE_TAG(s), NULL) ==
+        GRPC_CALL_OK)
+      s->close_started = 1;
+  }
+  while (s->close_started && !ctx->close_done) {
+    grpc_event ev = grpc_completion_queue_next(
+        w->cq, gpr_time_0(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT)
+      break;
+    if (ev.type == GRPC_OP_COMPLETE && ev.tag == CLOSE_TAG(s))
+      ctx->close_done = 1;
+    else
+      defer_event(w, ev);
+  }
+  cancelled = ctx->close_done && ctx->cancelled_flag;
+  pthread_mutex_unlock(&w->poll_mu);
+  return cancelled;
+}
+
 int prpc_ctx_is_cancelled(const prpc_ctx *cctx) {
   prpc_ctx *ctx = (prpc_ctx *)cctx;
   int cancelled;
   if (prpc__ms_until(ctx->deadline) == 0)
     return 1;
   if (!ctx->cq)
-    return 0; /* unary: only the deadline is known while the handler runs */
+    return unary_is_cancelled(ctx);
   pthread_mutex_lock(&ctx->close_mu);
   if (!ctx->close_done) {
     grpc_event ev = grpc_completion_queue_pluck(
@@ -307,6 +385,24 @@ int prpc_ctx_add_header(prpc_ctx *ctx, const char *key, const void *value,
 int prpc_ctx_add_trailer(prpc_ctx *ctx, const char *key, const void *value,
                          size_t value_len) {
   return prpc_metadata_add(&ctx->trailers, key, value, value_len);
+}
+
+int prpc_ctx_set_compression(prpc_ctx *ctx, const char *algorithm) {
+  grpc_compression_algorithm alg;
+  if (prpc__core_compression(algorithm, &alg) != 0)
+    return prpc__fail(-EINVAL, "unknown compression algorithm '%s'",
+                      algorithm ? algorithm : "(null)");
+  if (ctx->headers_sent)
+    return prpc__fail(PRPC_ESTATE, "compression must be set before the "
+                                   "first response message");
+  /* The same request to gRPC core as a client's: compress what this side
+   * sends on the call. */
+  return prpc_metadata_add_str(&ctx->headers, PRPC__COMPRESSION_MD_KEY,
+                               algorithm);
+}
+
+int prpc_ctx_request_compressed(const prpc_ctx *ctx) {
+  return prpc__core_last_message_compressed(ctx->call);
 }
 
 void *prpc_ctx_alloc(prpc_ctx *ctx, size_t size) {
@@ -408,6 +504,8 @@ static void slot_recycle(slot *s) {
     grpc_call_details_destroy(&s->details);
     memset(&s->details, 0, sizeof(s->details));
   }
+  s->close_started = 0;
+  s->finish_done = 0;
   s->next_free = s->w->free_slots;
   s->w->free_slots = s;
 }
@@ -480,7 +578,7 @@ static int add_headers_op(slot *s, grpc_op *op) {
   size_t n = 0;
   memset(op, 0, sizeof(*op));
   op->op = GRPC_OP_SEND_INITIAL_METADATA;
-  if (prpc__md_to_core(&s->ctx.headers, &s->send_md[0], &n) != 0)
+  if (prpc__md_to_core(&s->ctx.headers, NULL, NULL, &s->send_md[0], &n) != 0)
     return -1;
   op->data.send_initial_metadata.metadata = s->send_md[0];
   op->data.send_initial_metadata.count = n;
@@ -491,9 +589,14 @@ static int add_headers_op(slot *s, grpc_op *op) {
 /* Fills the SEND_STATUS_FROM_SERVER op. */
 static void add_status_op(slot *s, grpc_op *op, grpc_status_code code) {
   size_t n = 0;
+  /* A handler that gives up because its time ran out reports the deadline,
+   * as the client's own timer would. */
+  if (code == GRPC_STATUS_CANCELLED && prpc__ms_until(s->ctx.deadline) == 0)
+    code = GRPC_STATUS_DEADLINE_EXCEEDED;
   memset(op, 0, sizeof(*op));
   op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  if (prpc__md_to_core(&s->ctx.trailers, &s->send_md[1], &n) != 0)
+  if (prpc__md_to_core(&s->ctx.trailers, NULL, NULL, &s->send_md[1], &n) !=
+      0)
     n = 0;
   op->data.send_status_from_server.trailing_metadata = s->send_md[1];
   op->data.send_status_from_server.trailing_metadata_count = n;
@@ -518,15 +621,20 @@ static void finish_unary(slot *s, grpc_status_code code) {
     n++;
   }
   add_status_op(s, &ops[n++], code);
-  memset(&ops[n], 0, sizeof(ops[n]));
-  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[n].data.recv_close_on_server.cancelled = &s->close_cancelled;
-  n++;
+  if (!s->close_started) {
+    memset(&ops[n], 0, sizeof(ops[n]));
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &s->close_cancelled;
+    n++;
+  }
   s->phase = SLOT_FINISHING;
   if (grpc_call_start_batch(s->ctx.call, ops, n, s, NULL) != GRPC_CALL_OK) {
     prpc__log(PRPC__LOG_ERROR, "%s: gRPC core refused the reply batch",
               s->ctx.method);
-    slot_recycle(s);
+    /* Recycle once the close op (if any) is done. */
+    s->finish_done = 1;
+    if (!s->close_started || s->ctx.close_done)
+      slot_recycle(s);
   }
 }
 
@@ -595,6 +703,10 @@ static int stream_batch(slot *s, grpc_op *ops, size_t n, int *tag) {
 }
 
 int prpc_ctx_write(prpc_ctx *ctx, const void *msg) {
+  return prpc_ctx_write_ex(ctx, msg, 0);
+}
+
+int prpc_ctx_write_ex(prpc_ctx *ctx, const void *msg, unsigned flags) {
   slot *s = (slot *)((char *)ctx - offsetof(slot, ctx));
   grpc_op ops[2];
   size_t n = 0;
@@ -611,6 +723,7 @@ int prpc_ctx_write(prpc_ctx *ctx, const void *msg) {
     n++;
   memset(&ops[n], 0, sizeof(ops[n]));
   ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].flags = flags & GRPC_WRITE_NO_COMPRESS;
   ops[n].data.send_message.send_message = bb;
   n++;
   ok = stream_batch(s, ops, n, &ctx->write_tag);
@@ -745,34 +858,49 @@ static void start_stream(slot *s) {
 
 /* ---- workers ---- */
 
+static void dispatch(worker *w, grpc_event ev) {
+  uintptr_t tag = (uintptr_t)ev.tag;
+  slot *s = (slot *)(tag & ~(uintptr_t)1u);
+  if (tag & 1u) { /* a unary call's separate close op */
+    s->ctx.close_done = 1;
+    if (s->finish_done)
+      slot_recycle(s);
+    return;
+  }
+  if (s->phase == SLOT_FINISHING) {
+    s->finish_done = 1;
+    if (!s->close_started || s->ctx.close_done)
+      slot_recycle(s);
+    return;
+  }
+  if (!ev.success) {
+    /* The server is shutting down: this request will never match. */
+    slot_free(s);
+    return;
+  }
+  /* Keep a request outstanding while this call runs. */
+  request_call(w, s->me);
+  begin_call(s);
+  if (!s->me)
+    run_unregistered(s);
+  else if (s->me->m->kind == PRPC_UNARY)
+    run_unary(s);
+  else
+    start_stream(s);
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   for (;;) {
-    grpc_event ev = grpc_completion_queue_next(
-        w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_event ev;
+    if (!atomic_load_explicit(&w->has_deferred, memory_order_relaxed) ||
+        !take_deferred(w, &ev))
+      ev = grpc_completion_queue_next(w->cq,
+                                      gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN)
       break;
-    if (ev.type != GRPC_OP_COMPLETE)
-      continue;
-    slot *s = ev.tag;
-    if (s->phase == SLOT_FINISHING) {
-      slot_recycle(s);
-      continue;
-    }
-    if (!ev.success) {
-      /* The server is shutting down: this request will never match. */
-      slot_free(s);
-      continue;
-    }
-    /* Keep a request outstanding while this call runs. */
-    request_call(w, s->me);
-    begin_call(s);
-    if (!s->me)
-      run_unregistered(s);
-    else if (s->me->m->kind == PRPC_UNARY)
-      run_unary(s);
-    else
-      start_stream(s);
+    if (ev.type == GRPC_OP_COMPLETE)
+      dispatch(w, ev);
   }
   while (w->free_slots) {
     slot *s = w->free_slots;
@@ -905,7 +1033,7 @@ int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
     return prpc__fail(err, "pipe2: %s", strerror(-err));
   }
   cargs.num_args = prpc__core_size_args(args, srv->opts.max_send_bytes,
-                                        srv->opts.max_recv_bytes, NULL);
+                                        srv->opts.max_recv_bytes, NULL, -1);
   cargs.args = args;
   prpc__core_ref();
   srv->core = prpc__core_server_create(&cargs);
@@ -1050,6 +1178,7 @@ int prpc_server_start(prpc_server *srv) {
     return prpc__fail(-ENOMEM, "out of memory");
   for (int i = 0; i < srv->opts.threads; i++) {
     srv->workers[i].srv = srv;
+    pthread_mutex_init(&srv->workers[i].poll_mu, NULL);
     srv->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->core, srv->workers[i].cq,
                                           NULL);
@@ -1267,8 +1396,11 @@ void prpc_server_destroy(prpc_server *srv) {
                                 gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   }
   grpc_server_destroy(srv->core);
-  for (int i = 0; i < srv->opts.threads && srv->workers; i++)
+  for (int i = 0; i < srv->opts.threads && srv->workers; i++) {
     grpc_completion_queue_destroy(srv->workers[i].cq);
+    pthread_mutex_destroy(&srv->workers[i].poll_mu);
+    free(srv->workers[i].deferred);
+  }
   if (srv->shutdown_cq) {
     grpc_completion_queue_shutdown(srv->shutdown_cq);
     while (grpc_completion_queue_pluck(srv->shutdown_cq, NULL,

@@ -8,6 +8,7 @@
 
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,8 +17,14 @@ void prpc__core_ref(void) { grpc_init(); }
 void prpc__core_unref(void) { grpc_shutdown(); }
 
 size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
-                            const char *authority) {
+                            const char *authority, int compression) {
   size_t n = 0;
+  if (compression >= 0) {
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = (char *)GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM;
+    args[n].value.integer = compression;
+    n++;
+  }
   if (max_send > 0) {
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
@@ -37,6 +44,27 @@ size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
     n++;
   }
   return n;
+}
+
+int prpc__core_compression(const char *name, grpc_compression_algorithm *out) {
+  if (!name || !grpc_compression_algorithm_parse(
+                   grpc_slice_from_static_string(name), out))
+    return -EINVAL;
+  return 0;
+}
+
+/* gRPC core records the flags of the last received message, where
+ * GRPC_WRITE_INTERNAL_COMPRESS (0x80000000) or, once the decompression
+ * filter has inflated it, GRPC_WRITE_INTERNAL_TEST_ONLY_WAS_COMPRESSED
+ * (0x40000000) says it came compressed. The accessor is exported by
+ * libgrpc 1.51 but declared only in an internal C++ header, so it is bound
+ * here by its C++ symbol name. gRPC C++ reads it the same way for its
+ * interop server's expect_compressed checks. */
+extern uint32_t prpc__grpc_message_flags(grpc_call *call) __asm__(
+    "_Z37grpc_call_test_only_get_message_flagsP9grpc_call");
+
+int prpc__core_last_message_compressed(grpc_call *call) {
+  return (prpc__grpc_message_flags(call) & 0xc0000000u) != 0;
 }
 
 grpc_channel *prpc__core_channel_create(const prpc__target *t,

@@ -132,8 +132,10 @@ typedef struct prpc_channel_opts {
   int max_send_bytes;    /* 0: gRPC default (no limit) */
   int max_recv_bytes;    /* 0: gRPC default (4 MiB) */
   const char *authority; /* borrowed; NULL: from the target */
+  const char *compression; /* borrowed; default request compression:
+                              "gzip", "deflate", or NULL for none */
 } prpc_channel_opts;
-#define PRPC_CHANNEL_OPTS_INIT {0, 0, NULL}
+#define PRPC_CHANNEL_OPTS_INIT {0, 0, NULL, NULL}
 
 /* A channel carries calls to one server address and reconnects as needed.
  * Opaque. Thread-safe: any number of threads may call through one channel. */
@@ -167,8 +169,14 @@ typedef struct prpc_call_opts {
   const prpc_metadata *metadata; /* borrowed; request metadata or NULL */
   int wait_for_ready; /* 1: wait for the server to be reachable (until the
                          deadline) instead of failing with UNAVAILABLE */
+  const char *compression; /* borrowed; this call's request compression:
+                              "gzip", "deflate", "identity" (none), or NULL
+                              for the channel's default */
 } prpc_call_opts;
-#define PRPC_CALL_OPTS_INIT {0, NULL, 0}
+#define PRPC_CALL_OPTS_INIT {0, NULL, 0, NULL}
+
+/* Flags for prpc_call_write_ex() and prpc_ctx_write_ex(). */
+#define PRPC_WRITE_NO_COMPRESS 0x2u /* send this message uncompressed */
 
 /* Runs a unary call and blocks until it ends. Generated stubs wrap this.
  *   request  borrowed.  opts  borrowed; NULL: no deadline, no metadata.
@@ -191,8 +199,10 @@ PRPC_API grpc_status_code prpc_unary_call(prpc_channel *channel,
  * writes, but two threads may not both read (or both write). */
 typedef struct prpc_call prpc_call;
 
-/* Starts a streaming call of any kind. For server-streaming methods request
- * is the one request message (borrowed, sent at once); otherwise pass NULL.
+/* Starts a call as a stream object. For unary and server-streaming methods
+ * request is the one request message (borrowed, sent at once); otherwise
+ * pass NULL. A unary call started this way reads its reply with
+ * prpc_call_read(), and can be cancelled from another thread.
  *   out  on success a new call; end it with prpc_call_finish(), which frees
  *        it.
  * Returns 0 or a negative code (PRPC_ECORE, -ENOMEM, -EINVAL). A connection
@@ -206,6 +216,10 @@ PRPC_API PRPC_MUST_CHECK int prpc_call_start(
  * call has ended (prpc_call_finish() then tells why). */
 PRPC_API int prpc_call_write(prpc_call *call, const void *msg);
 
+/* prpc_call_write() with flags (PRPC_WRITE_NO_COMPRESS). */
+PRPC_API int prpc_call_write_ex(prpc_call *call, const void *msg,
+                                unsigned flags);
+
 /* Half-closes: tells the server no more messages will come. Returns 0 or
  * PRPC_ECLOSED. */
 PRPC_API int prpc_call_writes_done(prpc_call *call);
@@ -215,6 +229,10 @@ PRPC_API int prpc_call_writes_done(prpc_call *call);
  * prpc_call_finish()); PRPC_EMSG if a message did not decode (the call is
  * cancelled). */
 PRPC_API int prpc_call_read(prpc_call *call, void **msg);
+
+/* Returns 1 if the message the last prpc_call_read() returned came
+ * compressed on the wire, else 0. */
+PRPC_API int prpc_call_read_compressed(const prpc_call *call);
 
 /* Waits for the server's initial metadata. Returns 0 and points *headers at
  * metadata borrowed from the call (valid until finish), or PRPC_ECLOSED. */
@@ -329,10 +347,9 @@ PRPC_API int prpc_ctx_peer_cred(const prpc_ctx *ctx, int64_t *pid,
  * client set none. */
 PRPC_API int64_t prpc_ctx_time_left_ms(const prpc_ctx *ctx);
 
-/* Returns 1 once the call's deadline has passed or, for a streaming call,
- * once the client has cancelled it; else 0. (A unary handler learns of a
- * client's cancellation only through the deadline for now.) Thread-safe;
- * cheap enough to poll in a loop. */
+/* Returns 1 once the client has cancelled the call (or gone away) or its
+ * deadline has passed, else 0. A long handler polls it to stop early.
+ * Thread-safe while the handler runs; cheap enough to poll in a loop. */
 PRPC_API int prpc_ctx_is_cancelled(const prpc_ctx *ctx);
 
 /* The request metadata. Borrowed from the context. */
@@ -363,6 +380,20 @@ PRPC_API char *prpc_ctx_strdup(prpc_ctx *ctx, const char *s);
  * decode (the call then ends with INVALID_ARGUMENT). */
 PRPC_API int prpc_ctx_write(prpc_ctx *ctx, const void *msg);
 PRPC_API int prpc_ctx_read(prpc_ctx *ctx, void **msg);
+/* prpc_ctx_write() with flags (PRPC_WRITE_NO_COMPRESS). */
+PRPC_API int prpc_ctx_write_ex(prpc_ctx *ctx, const void *msg,
+                               unsigned flags);
+
+/* Compresses this call's response messages with algorithm ("gzip",
+ * "deflate", "identity"), if the client accepts it. Before the first
+ * response message only. Returns 0, -EINVAL for an unknown algorithm, or
+ * PRPC_ESTATE after the first message. */
+PRPC_API int prpc_ctx_set_compression(prpc_ctx *ctx, const char *algorithm);
+
+/* Returns 1 if the last request message (the request of a unary or
+ * server-streaming call, else the last one prpc_ctx_read() returned) came
+ * compressed on the wire, 0 if not. */
+PRPC_API int prpc_ctx_request_compressed(const prpc_ctx *ctx);
 
 #ifdef __cplusplus
 }
