@@ -542,7 +542,10 @@ grpc_status_code prpc_call_finish(prpc_call *c, void **reply,
     *reply = NULL;
   grpc_metadata_array_init(&trailers);
   memset(ops, 0, sizeof(ops));
-  if (!c->write_closed) {
+  /* A client-streaming call's reply comes after the half-close, so finish
+   * sends it. A bidi call is left as it is: its server may answer without
+   * waiting for one, and a client that wants one calls writes_done. */
+  if (!c->write_closed && c->m->kind == PRPC_CLIENT_STREAMING) {
     ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     c->write_closed = 1;
   }

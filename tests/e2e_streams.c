@@ -124,6 +124,16 @@ static void teardown(void) {
   test_rmdir(dir);
 }
 
+/* The server still answers after a call ended badly. */
+static void expect_serving(void) {
+  Test__Common__Text req = TEST__COMMON__TEXT__INIT, *rep = NULL;
+  req.text = "still here";
+  ASSERT_EQ(test__multi__v1__streamer_client__unary(ch, &req, NULL, &rep, NULL),
+            GRPC_STATUS_OK);
+  ASSERT_STREQ(rep->text, "still here");
+  protobuf_c_message_free_unpacked(&rep->base, NULL);
+}
+
 static void unary_shapes(void) {
   setup();
   Test__Common__Text req = TEST__COMMON__TEXT__INIT, *rep = NULL;
@@ -311,6 +321,7 @@ static void cancel_mid_stream(void) {
   while (atomic_load(&range_ended) == before && test_now_ms() - t0 < 10000)
     test_sleep_ms(5);
   ASSERT_EQ(atomic_load(&range_ended), before + 1);
+  expect_serving();
   teardown();
 }
 
@@ -328,6 +339,7 @@ static void stream_deadline(void) {
   while (test__multi__v1__streamer_client__range_read(call, &n) == 1)
     protobuf_c_message_free_unpacked(&n->base, NULL);
   ASSERT_EQ(prpc_call_finish(call, NULL, NULL), GRPC_STATUS_DEADLINE_EXCEEDED);
+  expect_serving();
   teardown(); /* waits for the handler to end */
 }
 

@@ -243,9 +243,12 @@ PRPC_API int prpc_call_headers(prpc_call *call, const prpc_metadata **headers);
 PRPC_API void prpc_call_cancel(prpc_call *call);
 
 /* Ends the call: waits for the status, then frees the call (call is invalid
- * afterwards). For client-streaming methods pass reply to receive the single
- * reply (as for prpc_unary_call); otherwise pass NULL. status may be NULL.
- * Returns the status code. */
+ * afterwards). For client-streaming methods it half-closes first if
+ * prpc_call_writes_done() was not called, and reply receives the single
+ * reply (as for prpc_unary_call); otherwise pass NULL. A bidi call is not
+ * half-closed here: if its server waits for the half-close, call
+ * prpc_call_writes_done() first (or prpc_call_cancel()). status may be
+ * NULL. Returns the status code. */
 PRPC_API grpc_status_code prpc_call_finish(prpc_call *call, void **reply,
                                            prpc_status *status);
 

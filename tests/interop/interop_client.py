@@ -27,7 +27,6 @@ import argparse
 import os
 import queue
 import sys
-import threading
 
 import grpc
 

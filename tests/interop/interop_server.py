@@ -163,27 +163,21 @@ def main():
     lines = []
     for addr in args.listen:
         try:
-            port = server.add_insecure_port(addr)
-        except RuntimeError as e:
+            port, why = server.add_insecure_port(addr), "bind failed"
+        except RuntimeError as e:  # grpcio 1.51 raises, older ones return 0
             port, why = 0, str(e)
-        else:
-            why = "bind failed"
+        if port == 0:  # a bound unix socket gives 1
+            sys.exit("interop_server: cannot listen on %s: %s" % (addr, why))
         if addr.startswith("unix:"):
-            if port == 0:  # grpcio returns 1 for a bound unix socket
-                sys.exit("interop_server: cannot listen on %s: %s"
-                         % (addr, why))
             lines.append("interop_server: listening on %s" % addr)
         else:
-            if port == 0:
-                sys.exit("interop_server: cannot listen on %s: %s"
-                         % (addr, why))
             lines.append("interop_server: listening on %s (port %d)"
                          % (addr, port))
     server.start()
     print("\n".join(lines))
     print("interop_server: ready", flush=True)
-    # Event.wait() without a timeout would not let the signal handler run
-    # promptly on every Python version; poll it instead.
+    # Wake up now and then so that the signal handler, which Python runs
+    # in this thread, is never held up by a blocked wait.
     while not stop.wait(0.5):
         pass
     server.stop(grace=5).wait()
