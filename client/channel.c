@@ -32,13 +32,14 @@ struct prpc_channel {
 int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
                         prpc_channel **out) {
   prpc__target t;
-  grpc_arg args[4];
+  grpc_arg args[6];
   grpc_channel_args cargs;
   grpc_compression_algorithm alg = GRPC_COMPRESS_NONE;
   prpc_channel *ch;
   int rc = prpc__target_parse(target, 0, &t);
   if (rc != 0)
     return rc;
+  prpc__clear_error();
   if (!out)
     return prpc__fail(-EINVAL, "prpc_channel_create: out is NULL");
   if (opts && opts->compression &&
@@ -51,20 +52,27 @@ int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
     free(ch);
     return prpc__fail(-ENOMEM, "out of memory");
   }
+  if (opts && opts->tls && t.kind != PRPC__TARGET_TCP) {
+    free(ch->target);
+    free(ch);
+    return prpc__fail(-EINVAL, "TLS is for TCP targets; %s is local",
+                      target);
+  }
   cargs.num_args =
-      opts ? prpc__core_size_args(args, opts->max_send_bytes,
-                                  opts->max_recv_bytes, opts->authority,
-                                  opts->compression ? (int)alg : -1)
+      opts ? prpc__core_size_args(
+                 args, opts->max_send_bytes, opts->max_recv_bytes,
+                 opts->authority, opts->compression ? (int)alg : -1,
+                 opts->tls ? opts->tls->server_name : NULL)
            : 0;
   cargs.args = args;
   prpc__core_ref();
-  ch->core = prpc__core_channel_create(&t, &cargs);
+  ch->core = prpc__core_channel_create(&t, &cargs, opts ? opts->tls : NULL);
   if (!ch->core) {
+    int err = prpc_last_error()[0] ? -EIO : PRPC_ECORE;
     prpc__core_unref();
     free(ch->target);
     free(ch);
-    return prpc__fail(PRPC_ECORE, "gRPC core could not create a channel to %s",
-                      target);
+    return err; /* the detail is set */
   }
   pthread_mutex_init(&ch->mu, NULL);
   atomic_init(&ch->handles, NULL);

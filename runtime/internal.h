@@ -60,9 +60,32 @@ int prpc__target_parse(const char *s, int for_server, prpc__target *t);
 /* ---- unix sockets (transport/unix.c) ---- */
 
 /* Creates a listening unix socket for t (UNIX or ABSTRACT) with the file
- * mode given. Handles stale and live socket files as prpc_server_add_listener
- * documents. Returns 0 and the fd, or a negative code with a detail. */
-int prpc__unix_listen(const prpc__target *t, unsigned mode, int *fd_out);
+ * mode and group (-1: leave) given. Handles stale and live socket files as
+ * prpc_server_add_listener documents. Returns 0 and the fd, or a negative
+ * code with a detail. */
+int prpc__unix_listen(const prpc__target *t, unsigned mode, gid_t group,
+                      int *fd_out);
+
+/* ---- access rules (transport/access.c) ---- */
+
+enum { PRPC__RULE_UID, PRPC__RULE_GID, PRPC__RULE_ANY };
+
+typedef struct prpc__rule {
+  int allow;
+  int kind;
+  uint32_t id;
+  char text[96]; /* as written, for logs: "deny uid:65534" */
+} prpc__rule;
+
+/* Parses "user:alice", "gid:4", "same-user", ... (see
+ * prpc_server_add_rule()). Returns 0, -EINVAL or -ENOENT with a detail. */
+int prpc__rule_parse(int allow, const char *who, prpc__rule *rule);
+/* First matching rule decides: returns 1 allow or 0 deny, and the index of
+ * the rule in *matched (n when none matched: denied, unless n is 0). */
+int prpc__rules_check(const prpc__rule *rules, size_t n, uid_t uid,
+                      gid_t gid, size_t *matched);
+/* A group name or number. Returns 0, -EINVAL or -ENOENT. */
+int prpc__group_parse(const char *s, gid_t *gid);
 
 /* Peer credentials of a connected unix socket. Returns 0 or -errno. */
 int prpc__unix_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
@@ -73,11 +96,12 @@ int prpc__unix_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 void prpc__core_ref(void);
 void prpc__core_unref(void);
 
-/* Channel args from sizes (0: default), an authority (NULL: default) and a
- * default compression algorithm (-1: none). Fills args[] (at least 4 slots)
- * and returns how many were used. */
+/* Channel args from sizes (0: default), an authority (NULL: default), a
+ * default compression algorithm (-1: none) and a TLS name override (NULL:
+ * none). Fills args[] (at least 5 slots) and returns how many were used. */
 size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
-                            const char *authority, int compression);
+                            const char *authority, int compression,
+                            const char *tls_name);
 /* Parses a compression algorithm name; returns 0 or -EINVAL. */
 int prpc__core_compression(const char *name, grpc_compression_algorithm *out);
 /* 1 if the last message received on call came compressed on the wire. */
@@ -85,8 +109,15 @@ int prpc__core_last_message_compressed(grpc_call *call);
 /* The metadata key that asks gRPC core to compress a call's messages. */
 #define PRPC__COMPRESSION_MD_KEY "grpc-internal-encoding-request"
 
+/* With tls NULL an insecure channel. Returns NULL and a detail on failure
+ * (unreadable file, ...). */
 grpc_channel *prpc__core_channel_create(const prpc__target *t,
-                                        const grpc_channel_args *args);
+                                        const grpc_channel_args *args,
+                                        const prpc_tls_opts *tls);
+/* Listens on addr with TLS. Returns the port (> 0) or a negative code with
+ * a detail. */
+int prpc__core_server_add_tls(grpc_server *srv, const char *addr,
+                              const prpc_tls_opts *tls);
 grpc_server *prpc__core_server_create(const grpc_channel_args *args);
 /* Returns the bound port (> 0) or 0 on failure. */
 int prpc__core_server_add_tcp(grpc_server *srv, const char *addr);

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define REQUESTS_PER_METHOD 2
@@ -152,10 +153,13 @@ typedef struct listener {
 
 typedef struct conn_info {
   int in_use;
-  size_t listener;
+  int denied;
+  size_t listener; /* SIZE_MAX: an adopted fd:N connection */
   pid_t pid;
   uid_t uid;
   gid_t gid;
+  dev_t dev; /* the socket's identity, to tell when gRPC has closed it */
+  ino_t ino;
 } conn_info;
 
 typedef enum { SRV_CREATED, SRV_STARTED, SRV_STOPPING, SRV_STOPPED } srv_state;
@@ -180,6 +184,21 @@ struct prpc_server {
   pthread_mutex_t conn_mu;
   conn_info *conns; /* indexed by fd */
   size_t n_conns;
+
+  gid_t socket_gid; /* (gid_t)-1: leave */
+  prpc__rule *rules;
+  size_t n_rules;
+  /* Denied peers are handed to a second gRPC core server with no methods,
+   * whose one thread answers every call with PERMISSION_DENIED: they never
+   * share a server, a queue or a thread with the handlers. */
+  grpc_server *deny_core;
+  grpc_completion_queue *deny_cq;
+  pthread_t deny_thread;
+  int deny_running;
+  int deny_shutdown_tag;
+  /* shutdown_on_hangup: our copies of the adopted connected fds. */
+  int *hangup_fds;
+  size_t n_hangup;
 
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -912,10 +931,7 @@ static void *worker_main(void *arg) {
 
 /* ---- accepting unix connections ---- */
 
-static int conn_record(prpc_server *srv, int fd, size_t li) {
-  conn_info ci = {1, li, 0, 0, 0};
-  if (prpc__unix_peer_cred(fd, &ci.pid, &ci.uid, &ci.gid) != 0)
-    return -1;
+static int conn_store(prpc_server *srv, int fd, const conn_info *ci) {
   pthread_mutex_lock(&srv->conn_mu);
   if ((size_t)fd >= srv->n_conns) {
     size_t n = srv->n_conns ? srv->n_conns : 64;
@@ -930,9 +946,85 @@ static int conn_record(prpc_server *srv, int fd, size_t li) {
     srv->conns = c;
     srv->n_conns = n;
   }
-  srv->conns[fd] = ci;
+  srv->conns[fd] = *ci;
   pthread_mutex_unlock(&srv->conn_mu);
   return 0;
+}
+
+/* Connections still open: gRPC core closes a connection's fd when it ends,
+ * so an entry whose fd is gone or now names another socket is over. */
+static int conns_live(prpc_server *srv) {
+  int live = 0;
+  struct stat st;
+  pthread_mutex_lock(&srv->conn_mu);
+  for (size_t fd = 0; fd < srv->n_conns; fd++) {
+    conn_info *c = &srv->conns[fd];
+    if (!c->in_use)
+      continue;
+    if (fstat((int)fd, &st) != 0 || st.st_ino != c->ino ||
+        st.st_dev != c->dev)
+      c->in_use = 0;
+    else
+      live++;
+  }
+  pthread_mutex_unlock(&srv->conn_mu);
+  return live;
+}
+
+static const char *listener_name(const prpc_server *srv, size_t li) {
+  return li < srv->n_listeners ? srv->listeners[li].t.core
+                               : "an inherited socket";
+}
+
+/* Admits a new unix connection (takes ownership of fd): refuses it beyond
+ * max_connections, sends a denied peer to the deny server, and gives the
+ * rest to gRPC core. */
+static void admit(prpc_server *srv, int fd, size_t li) {
+  conn_info ci;
+  struct stat st;
+  int have_cred;
+  memset(&ci, 0, sizeof(ci));
+  ci.in_use = 1;
+  ci.listener = li;
+  have_cred = prpc__unix_peer_cred(fd, &ci.pid, &ci.uid, &ci.gid) == 0;
+  if (fstat(fd, &st) == 0) {
+    ci.dev = st.st_dev;
+    ci.ino = st.st_ino;
+  }
+  if (srv->opts.max_connections > 0 &&
+      conns_live(srv) >= srv->opts.max_connections) {
+    prpc__log(PRPC__LOG_WARN,
+              "refused a connection on %s from pid %d uid %u: %d "
+              "connections are open (max_connections)",
+              listener_name(srv, li), (int)ci.pid, (unsigned)ci.uid,
+              srv->opts.max_connections);
+    close(fd);
+    return;
+  }
+  if (have_cred && srv->n_rules > 0) {
+    size_t m;
+    if (!prpc__rules_check(srv->rules, srv->n_rules, ci.uid, ci.gid, &m)) {
+      prpc__log(PRPC__LOG_WARN,
+                "denied pid %d uid %u gid %u on %s: %s%s", (int)ci.pid,
+                (unsigned)ci.uid, (unsigned)ci.gid, listener_name(srv, li),
+                m < srv->n_rules ? "rule " : "no rule allows it",
+                m < srv->n_rules ? srv->rules[m].text : "");
+      ci.denied = 1;
+      if (conn_store(srv, fd, &ci) != 0 || !srv->deny_core) {
+        close(fd);
+        return;
+      }
+      prpc__core_server_add_fd(srv->deny_core, fd);
+      return;
+    }
+  }
+  if (conn_store(srv, fd, &ci) != 0) {
+    prpc__log(PRPC__LOG_WARN, "dropping a connection on %s: out of memory",
+              listener_name(srv, li));
+    close(fd);
+    return;
+  }
+  prpc__core_server_add_fd(srv->core, fd);
 }
 
 static void accept_one(prpc_server *srv, size_t li, int *backoff) {
@@ -943,25 +1035,133 @@ static void accept_one(prpc_server *srv, size_t li, int *backoff) {
         errno == ENOMEM) {
       prpc__log(PRPC__LOG_WARN,
                 "cannot accept on %s: %s; pausing new connections for 100 ms",
-                srv->listeners[li].t.path, strerror(errno));
+                listener_name(srv, li), strerror(errno));
       *backoff = 1;
     }
     return; /* EAGAIN, ECONNABORTED, EINTR: try again on the next poll */
   }
-  if (conn_record(srv, fd, li) != 0) {
-    prpc__log(PRPC__LOG_WARN, "dropping a connection on %s: %s",
-              srv->listeners[li].t.path, strerror(errno));
-    close(fd);
+  admit(srv, fd, li);
+}
+
+/* ---- the deny server ---- */
+
+typedef struct deny_call {
+  int answering;
+  grpc_call *call;
+  grpc_call_details details;
+  grpc_metadata_array md;
+  grpc_slice msg;
+  int cancelled;
+} deny_call;
+
+static void deny_request(prpc_server *srv) {
+  deny_call *d = calloc(1, sizeof(*d));
+  if (!d)
     return;
+  grpc_call_details_init(&d->details);
+  grpc_metadata_array_init(&d->md);
+  d->msg = grpc_empty_slice();
+  if (grpc_server_request_call(srv->deny_core, &d->call, &d->details, &d->md,
+                               srv->deny_cq, srv->deny_cq, d) != GRPC_CALL_OK) {
+    grpc_call_details_destroy(&d->details);
+    grpc_metadata_array_destroy(&d->md);
+    free(d);
   }
-  prpc__core_server_add_fd(srv->core, fd);
+}
+
+static void deny_free(deny_call *d) {
+  if (d->call)
+    grpc_call_unref(d->call);
+  grpc_call_details_destroy(&d->details);
+  grpc_metadata_array_destroy(&d->md);
+  grpc_slice_unref(d->msg);
+  free(d);
+}
+
+static void *deny_main(void *arg) {
+  prpc_server *srv = arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(
+        srv->deny_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+    if (ev.type != GRPC_OP_COMPLETE)
+      continue;
+    if (ev.tag == &srv->deny_shutdown_tag) {
+      grpc_completion_queue_shutdown(srv->deny_cq);
+      continue;
+    }
+    deny_call *d = ev.tag;
+    if (d->answering || !ev.success) {
+      deny_free(d);
+      continue;
+    }
+    deny_request(srv);
+    /* Say who was refused: the peer's uid as the kernel gave it. */
+    char *peer = grpc_call_get_peer(d->call);
+    conn_info ci;
+    char text[160];
+    if (conn_lookup(srv, parse_fd_peer(peer), &ci))
+      snprintf(text, sizeof(text),
+               "access denied: uid %u may not call this server",
+               (unsigned)ci.uid);
+    else
+      snprintf(text, sizeof(text), "access denied");
+    gpr_free(peer);
+    d->msg = grpc_slice_from_copied_string(text);
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[1].data.send_status_from_server.status = GRPC_STATUS_PERMISSION_DENIED;
+    ops[1].data.send_status_from_server.status_details = &d->msg;
+    ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[2].data.recv_close_on_server.cancelled = &d->cancelled;
+    d->answering = 1;
+    if (grpc_call_start_batch(d->call, ops, 3, d, NULL) != GRPC_CALL_OK)
+      deny_free(d);
+  }
+  return NULL;
+}
+
+static int deny_start(prpc_server *srv) {
+  srv->deny_core = prpc__core_server_create(NULL);
+  srv->deny_cq = grpc_completion_queue_create_for_next(NULL);
+  if (!srv->deny_core || !srv->deny_cq)
+    return -1;
+  grpc_server_register_completion_queue(srv->deny_core, srv->deny_cq, NULL);
+  grpc_server_start(srv->deny_core);
+  deny_request(srv);
+  if (pthread_create(&srv->deny_thread, NULL, deny_main, srv) != 0)
+    return -1;
+  srv->deny_running = 1;
+  return 0;
+}
+
+static void deny_stop(prpc_server *srv) {
+  if (!srv->deny_core)
+    return;
+  grpc_server_shutdown_and_notify(srv->deny_core, srv->deny_cq,
+                                  &srv->deny_shutdown_tag);
+  grpc_server_cancel_all_calls(srv->deny_core);
+  if (srv->deny_running) {
+    pthread_join(srv->deny_thread, NULL);
+    srv->deny_running = 0;
+  } else if (srv->deny_cq) {
+    grpc_completion_queue_shutdown(srv->deny_cq);
+    while (grpc_completion_queue_next(srv->deny_cq,
+                                      gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+               .type != GRPC_QUEUE_SHUTDOWN)
+      ;
+  }
 }
 
 static void *accept_main(void *arg) {
   prpc_server *srv = arg;
-  struct pollfd *pfds = calloc(srv->n_listeners + 1, sizeof(*pfds));
-  size_t *which = calloc(srv->n_listeners + 1, sizeof(*which));
-  size_t n = 0;
+  size_t cap = srv->n_listeners + srv->n_hangup + 1;
+  struct pollfd *pfds = calloc(cap, sizeof(*pfds));
+  size_t *which = calloc(cap, sizeof(*which));
+  size_t n = 0, first_hangup, hung = 0;
   int backoff = 0;
   if (!pfds || !which) {
     prpc__log(PRPC__LOG_ERROR, "out of memory in the accept thread");
@@ -978,6 +1178,12 @@ static void *accept_main(void *arg) {
     pfds[n].events = POLLIN;
     which[n++] = i;
   }
+  first_hangup = n;
+  for (size_t i = 0; i < srv->n_hangup; i++) {
+    /* Only the hang-up: gRPC core reads the data through its own fd. */
+    pfds[n].fd = srv->hangup_fds[i];
+    pfds[n++].events = POLLRDHUP;
+  }
   for (;;) {
     /* After EMFILE the listener stays readable: sleep instead of spinning. */
     int rc = poll(pfds, backoff ? 1 : n, backoff ? 100 : -1);
@@ -986,9 +1192,21 @@ static void *accept_main(void *arg) {
       break;
     if (pfds[0].revents)
       break; /* shutdown */
-    for (size_t i = 1; i < n; i++)
+    for (size_t i = 1; i < first_hangup; i++)
       if (pfds[i].revents & POLLIN)
         accept_one(srv, which[i], &backoff);
+    for (size_t i = first_hangup; i < n; i++) {
+      if (pfds[i].fd >= 0 && pfds[i].revents) {
+        pfds[i].fd = -1; /* poll() skips it from now on */
+        hung++;
+      }
+    }
+    if (srv->n_hangup > 0 && hung == srv->n_hangup) {
+      prpc__log(PRPC__LOG_INFO, "the peer of every inherited socket has "
+                                "gone: shutting down");
+      prpc_server_shutdown(srv);
+      break;
+    }
   }
   free(pfds);
   free(which);
@@ -999,19 +1217,28 @@ static void *accept_main(void *arg) {
 
 int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
   prpc_server *srv;
-  grpc_arg args[4];
+  grpc_arg args[6];
   grpc_channel_args cargs;
   if (!out)
     return prpc__fail(-EINVAL, "prpc_server_create: out is NULL");
+  gid_t group = (gid_t)-1;
   if (opts && (opts->threads < 0 || opts->grace_ms < 0 ||
-               (opts->socket_mode & ~0777u)))
-    return prpc__fail(-EINVAL, "prpc_server_create: negative threads or "
-                               "grace_ms, or socket_mode beyond 0777");
+               opts->max_connections < 0 || (opts->socket_mode & ~0777u)))
+    return prpc__fail(-EINVAL, "prpc_server_create: negative threads, "
+                               "grace_ms or max_connections, or "
+                               "socket_mode beyond 0777");
+  if (opts && opts->socket_group) {
+    int rc = prpc__group_parse(opts->socket_group, &group);
+    if (rc != 0)
+      return prpc__fail(rc, "socket_group: no group '%s'", opts->socket_group);
+  }
   srv = calloc(1, sizeof(*srv));
   if (!srv)
     return prpc__fail(-ENOMEM, "out of memory");
   if (opts)
     srv->opts = *opts;
+  srv->opts.socket_group = NULL; /* borrowed: resolved now */
+  srv->socket_gid = group;
   if (srv->opts.threads == 0) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     srv->opts.threads = ncpu > 0 ? (int)ncpu : 1;
@@ -1033,7 +1260,8 @@ int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
     return prpc__fail(err, "pipe2: %s", strerror(-err));
   }
   cargs.num_args = prpc__core_size_args(args, srv->opts.max_send_bytes,
-                                        srv->opts.max_recv_bytes, NULL, -1);
+                                        srv->opts.max_recv_bytes, NULL, -1,
+                                        NULL);
   cargs.args = args;
   prpc__core_ref();
   srv->core = prpc__core_server_create(&cargs);
@@ -1077,15 +1305,11 @@ int prpc_server_add_listener(prpc_server *srv, const char *target,
   switch (t.kind) {
   case PRPC__TARGET_UNIX:
   case PRPC__TARGET_ABSTRACT:
-    rc = prpc__unix_listen(&t, srv->opts.socket_mode, &l->fd);
+    rc = prpc__unix_listen(&t, srv->opts.socket_mode, srv->socket_gid,
+                           &l->fd);
     if (rc != 0)
       return rc;
     l->unlink_path = t.kind == PRPC__TARGET_UNIX;
-    if (t.kind == PRPC__TARGET_ABSTRACT)
-      prpc__log(PRPC__LOG_WARN,
-                "unix-abstract:%s has no file permissions: any process in "
-                "this network namespace can connect",
-                t.path);
     break;
   case PRPC__TARGET_TCP: {
     int bound = prpc__core_server_add_tcp(srv->core, t.core);
@@ -1119,6 +1343,52 @@ int prpc_server_add_listener(prpc_server *srv, const char *target,
   }
   }
   srv->n_listeners++;
+  return 0;
+}
+
+int prpc_server_add_tls_listener(prpc_server *srv, const char *target,
+                                 const prpc_tls_opts *tls, int *port) {
+  prpc__target t;
+  int rc;
+  if (!srv || !tls)
+    return prpc__fail(-EINVAL, "prpc_server_add_tls_listener: NULL argument");
+  if (srv->state != SRV_CREATED)
+    return prpc__fail(PRPC_ESTATE, "listeners must be added before start");
+  if ((rc = prpc__target_parse(target, 1, &t)) != 0)
+    return rc;
+  if (t.kind != PRPC__TARGET_TCP)
+    return prpc__fail(-EINVAL, "TLS is for TCP targets; %s is local", target);
+  rc = prpc__core_server_add_tls(srv->core, t.core, tls);
+  if (rc < 0)
+    return rc;
+  listener *l = realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(*l));
+  if (!l)
+    return prpc__fail(-ENOMEM, "out of memory");
+  srv->listeners = l;
+  l = &srv->listeners[srv->n_listeners++];
+  memset(l, 0, sizeof(*l));
+  l->t = t;
+  l->fd = -1;
+  if (port)
+    *port = rc;
+  return 0;
+}
+
+int prpc_server_add_rule(prpc_server *srv, int allow, const char *who) {
+  prpc__rule r;
+  prpc__rule *rules;
+  int rc;
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_add_rule: server is NULL");
+  if (srv->state != SRV_CREATED)
+    return prpc__fail(PRPC_ESTATE, "access rules must be added before start");
+  if ((rc = prpc__rule_parse(allow, who, &r)) != 0)
+    return rc;
+  rules = realloc(srv->rules, (srv->n_rules + 1) * sizeof(*rules));
+  if (!rules)
+    return prpc__fail(-ENOMEM, "out of memory");
+  rules[srv->n_rules++] = r;
+  srv->rules = rules;
   return 0;
 }
 
@@ -1205,20 +1475,36 @@ int prpc_server_start(prpc_server *srv) {
     }
     srv->n_workers = i + 1;
   }
-  for (size_t i = 0; i < srv->n_adopted; i++) {
-    /* Fails for a TCP socket, which has no peer credentials. */
-    (void)conn_record(srv, srv->adopted_fds[i], SIZE_MAX);
-    prpc__core_server_add_fd(srv->core, srv->adopted_fds[i]);
-  }
-  srv->n_adopted = 0;
+  if (srv->n_rules > 0 && deny_start(srv) != 0)
+    prpc__log(PRPC__LOG_ERROR, "cannot start the server for denied peers: "
+                               "denied peers will be disconnected");
+  int accepting = 0;
   for (size_t i = 0; i < srv->n_listeners; i++) {
-    if (srv->listeners[i].fd >= 0) {
-      if (pthread_create(&srv->accept_thread, NULL, accept_main, srv) == 0)
-        srv->accept_running = 1;
-      else
-        prpc__log(PRPC__LOG_ERROR, "cannot start the accept thread");
-      break;
+    listener *l = &srv->listeners[i];
+    if (l->t.kind == PRPC__TARGET_ABSTRACT && srv->n_rules == 0)
+      prpc__log(PRPC__LOG_WARN,
+                "unix-abstract:%s has no file permissions and no access "
+                "rules are set: any process in this network namespace can "
+                "connect",
+                l->t.path);
+    accepting |= l->fd >= 0;
+  }
+  if (srv->opts.shutdown_on_hangup && srv->n_adopted > 0) {
+    srv->hangup_fds = calloc(srv->n_adopted, sizeof(int));
+    for (size_t i = 0; srv->hangup_fds && i < srv->n_adopted; i++) {
+      int d = fcntl(srv->adopted_fds[i], F_DUPFD_CLOEXEC, 3);
+      if (d >= 0)
+        srv->hangup_fds[srv->n_hangup++] = d;
     }
+  }
+  for (size_t i = 0; i < srv->n_adopted; i++)
+    admit(srv, srv->adopted_fds[i], SIZE_MAX);
+  srv->n_adopted = 0;
+  if (accepting || srv->n_hangup > 0) {
+    if (pthread_create(&srv->accept_thread, NULL, accept_main, srv) == 0)
+      srv->accept_running = 1;
+    else
+      prpc__log(PRPC__LOG_ERROR, "cannot start the accept thread");
   }
   return 0;
 }
@@ -1254,8 +1540,12 @@ void prpc_server_shutdown(prpc_server *srv) {
   if (srv->accept_running) {
     if (write(srv->wake[1], "x", 1) < 0 && errno != EAGAIN)
       prpc__log(PRPC__LOG_ERROR, "cannot wake the accept thread");
-    pthread_join(srv->accept_thread, NULL);
-    srv->accept_running = 0;
+    /* The accept thread itself may be the caller (shutdown_on_hangup):
+     * then prpc_server_wait() joins it. */
+    if (!pthread_equal(pthread_self(), srv->accept_thread)) {
+      pthread_join(srv->accept_thread, NULL);
+      srv->accept_running = 0;
+    }
   }
   close_listeners(srv);
   /* No new calls on existing connections (GOAWAY); in-flight calls go on. */
@@ -1285,6 +1575,11 @@ int prpc_server_wait(prpc_server *srv) {
   }
   pthread_mutex_unlock(&srv->mu);
 
+  if (srv->accept_running) {
+    pthread_join(srv->accept_thread, NULL);
+    srv->accept_running = 0;
+  }
+  deny_stop(srv);
   ev = grpc_completion_queue_pluck(srv->shutdown_cq, &srv->shutdown_tag,
                                    srv->stop_deadline, NULL);
   if (ev.type == GRPC_QUEUE_TIMEOUT) {
@@ -1396,6 +1691,14 @@ void prpc_server_destroy(prpc_server *srv) {
                                 gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   }
   grpc_server_destroy(srv->core);
+  if (srv->deny_core)
+    grpc_server_destroy(srv->deny_core);
+  if (srv->deny_cq)
+    grpc_completion_queue_destroy(srv->deny_cq);
+  for (size_t i = 0; i < srv->n_hangup; i++)
+    close(srv->hangup_fds[i]);
+  free(srv->hangup_fds);
+  free(srv->rules);
   for (int i = 0; i < srv->opts.threads && srv->workers; i++) {
     grpc_completion_queue_destroy(srv->workers[i].cq);
     pthread_mutex_destroy(&srv->workers[i].poll_mu);

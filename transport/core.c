@@ -17,8 +17,15 @@ void prpc__core_ref(void) { grpc_init(); }
 void prpc__core_unref(void) { grpc_shutdown(); }
 
 size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
-                            const char *authority, int compression) {
+                            const char *authority, int compression,
+                            const char *tls_name) {
   size_t n = 0;
+  if (tls_name) {
+    args[n].type = GRPC_ARG_STRING;
+    args[n].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+    args[n].value.string = (char *)tls_name;
+    n++;
+  }
   if (compression >= 0) {
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = (char *)GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM;
@@ -67,16 +74,123 @@ int prpc__core_last_message_compressed(grpc_call *call) {
   return (prpc__grpc_message_flags(call) & 0xc0000000u) != 0;
 }
 
+/* Reads a whole (PEM) file into a NUL-terminated string, or NULL with a
+ * detail. */
+static char *read_file(const char *what, const char *path) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  long n;
+  if (!f) {
+    prpc__fail(-errno, "cannot read the %s %s: %s", what, path,
+               strerror(errno));
+    return NULL;
+  }
+  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
+      fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) != NULL) {
+    if (fread(buf, 1, (size_t)n, f) == (size_t)n) {
+      buf[n] = '\0';
+    } else {
+      free(buf);
+      buf = NULL;
+    }
+  }
+  fclose(f);
+  if (!buf)
+    prpc__fail(-EIO, "cannot read the %s %s", what, path);
+  return buf;
+}
+
+typedef struct pem_set {
+  char *cert, *key, *ca;
+} pem_set;
+
+static void pem_free(pem_set *p) {
+  free(p->cert);
+  free(p->key);
+  free(p->ca);
+}
+
+/* Loads the files tls names. Returns 0 or a negative code. */
+static int pem_load(const prpc_tls_opts *tls, pem_set *p) {
+  memset(p, 0, sizeof(*p));
+  if ((tls->cert_file != NULL) != (tls->key_file != NULL))
+    return prpc__fail(-EINVAL, "TLS: give both a certificate and its key");
+  if ((tls->cert_file &&
+       (!(p->cert = read_file("certificate", tls->cert_file)) ||
+        !(p->key = read_file("private key", tls->key_file)))) ||
+      (tls->ca_file && !(p->ca = read_file("CA file", tls->ca_file)))) {
+    pem_free(p);
+    return -EIO;
+  }
+  return 0;
+}
+
 grpc_channel *prpc__core_channel_create(const prpc__target *t,
-                                        const grpc_channel_args *args) {
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+                                        const grpc_channel_args *args,
+                                        const prpc_tls_opts *tls) {
+  grpc_channel_credentials *creds;
   grpc_channel *ch;
+  pem_set pem;
+  if (tls) {
+    grpc_ssl_pem_key_cert_pair pair;
+    if (pem_load(tls, &pem) != 0)
+      return NULL;
+    pair.private_key = pem.key;
+    pair.cert_chain = pem.cert;
+    creds = grpc_ssl_credentials_create(pem.ca, pem.cert ? &pair : NULL, NULL,
+                                        NULL);
+    pem_free(&pem);
+    if (!creds) {
+      prpc__fail(PRPC_ECORE, "gRPC core rejected the TLS settings");
+      return NULL;
+    }
+  } else {
+    creds = grpc_insecure_credentials_create();
+  }
   if (t->kind == PRPC__TARGET_FD)
     ch = grpc_channel_create_from_fd(t->core, t->fd, creds, args);
   else
     ch = grpc_channel_create(t->core, creds, args);
   grpc_channel_credentials_release(creds);
+  if (!ch)
+    prpc__fail(PRPC_ECORE, "gRPC core could not create a channel to %s",
+               t->core);
   return ch;
+}
+
+int prpc__core_server_add_tls(grpc_server *srv, const char *addr,
+                              const prpc_tls_opts *tls) {
+  grpc_ssl_pem_key_cert_pair pair;
+  grpc_server_credentials *creds;
+  pem_set pem;
+  int rc, port;
+  if (!tls->cert_file || !tls->key_file)
+    return prpc__fail(-EINVAL, "TLS listener %s: a certificate and a key "
+                               "are required", addr);
+  if (tls->require_client_cert && !tls->ca_file)
+    return prpc__fail(-EINVAL, "TLS listener %s: verifying client "
+                               "certificates needs a CA file", addr);
+  if ((rc = pem_load(tls, &pem)) != 0)
+    return rc;
+  pair.private_key = pem.key;
+  pair.cert_chain = pem.cert;
+  creds = grpc_ssl_server_credentials_create_ex(
+      pem.ca, &pair, 1,
+      tls->require_client_cert
+          ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+          : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+      NULL);
+  pem_free(&pem);
+  if (!creds)
+    return prpc__fail(PRPC_ECORE, "gRPC core rejected the TLS settings");
+  port = grpc_server_add_http2_port(srv, addr, creds);
+  grpc_server_credentials_release(creds);
+  if (port <= 0)
+    return prpc__fail(-EADDRINUSE,
+                      "cannot listen on %s: the address is in use, cannot be "
+                      "resolved, or the certificate or key is not valid PEM",
+                      addr);
+  return port;
 }
 
 grpc_server *prpc__core_server_create(const grpc_channel_args *args) {

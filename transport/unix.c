@@ -45,7 +45,8 @@ static int socket_is_live(const struct sockaddr_un *sa, socklen_t len) {
   return -rc;
 }
 
-int prpc__unix_listen(const prpc__target *t, unsigned mode, int *fd_out) {
+int prpc__unix_listen(const prpc__target *t, unsigned mode, gid_t group,
+                      int *fd_out) {
   struct sockaddr_un sa;
   socklen_t len = make_addr(t, &sa);
   struct stat st;
@@ -110,6 +111,13 @@ int prpc__unix_listen(const prpc__target *t, unsigned mode, int *fd_out) {
                         "exist",
                         t->path);
     }
+    goto fail_errno;
+  }
+  /* Still owner-only here: hand it to its group, then open it up. */
+  if (t->kind == PRPC__TARGET_UNIX && group != (gid_t)-1 &&
+      chown(t->path, (uid_t)-1, group) != 0) {
+    err = -errno;
+    unlink(t->path);
     goto fail_errno;
   }
   if (t->kind == PRPC__TARGET_UNIX && chmod(t->path, (mode_t)mode) != 0) {

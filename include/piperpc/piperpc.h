@@ -127,6 +127,21 @@ PRPC_API const char *prpc_status_name(grpc_status_code code);
 
 struct prpc_method_desc;
 
+/* TLS settings for TCP, for a channel or a listener. Files are PEM and are
+ * read when the channel or listener is created. */
+typedef struct prpc_tls_opts {
+  const char *cert_file; /* the server's certificate chain; for a client,
+                            its certificate for mutual TLS (or NULL) */
+  const char *key_file;  /* the private key of cert_file */
+  const char *ca_file;   /* client: roots to verify the server (NULL: the
+                            system's); server: roots to verify clients */
+  int require_client_cert; /* server: 1 for mutual TLS: refuse clients
+                              without a certificate signed by ca_file */
+  const char *server_name; /* client: the name the server's certificate
+                              must carry; NULL: the target's host */
+} prpc_tls_opts;
+#define PRPC_TLS_OPTS_INIT {NULL, NULL, NULL, 0, NULL}
+
 /* Channel options; start from PRPC_CHANNEL_OPTS_INIT. */
 typedef struct prpc_channel_opts {
   int max_send_bytes;    /* 0: gRPC default (no limit) */
@@ -134,8 +149,9 @@ typedef struct prpc_channel_opts {
   const char *authority; /* borrowed; NULL: from the target */
   const char *compression; /* borrowed; default request compression:
                               "gzip", "deflate", or NULL for none */
+  const prpc_tls_opts *tls; /* borrowed; TLS for a TCP target; NULL: none */
 } prpc_channel_opts;
-#define PRPC_CHANNEL_OPTS_INIT {0, 0, NULL, NULL}
+#define PRPC_CHANNEL_OPTS_INIT {0, 0, NULL, NULL, NULL}
 
 /* A channel carries calls to one server address and reconnects as needed.
  * Opaque. Thread-safe: any number of threads may call through one channel. */
@@ -263,8 +279,17 @@ typedef struct prpc_server_opts {
   unsigned socket_mode; /* mode of created unix socket files; 0: 0600 */
   int max_send_bytes; /* 0: gRPC default (no limit) */
   int max_recv_bytes; /* 0: gRPC default (4 MiB) */
+  const char *socket_group; /* borrowed; group (name or number) of created
+                               socket files, e.g. with socket_mode 0660;
+                               NULL: the process's group */
+  int max_connections; /* unix connections held at once; beyond it new ones
+                          are refused (and logged). 0: no limit */
+  int shutdown_on_hangup; /* 1: shut down once every connected fd:N socket
+                             given to prpc_server_add_listener() has been
+                             closed by its peer (a child whose parent has
+                             gone away) */
 } prpc_server_opts;
-#define PRPC_SERVER_OPTS_INIT {0, 0, 0, 0, 0}
+#define PRPC_SERVER_OPTS_INIT {0, 0, 0, 0, 0, NULL, 0, 0}
 
 /* A server: listeners, registered services and worker threads. Opaque.
  * Lifecycle, in this order:
@@ -299,6 +324,34 @@ PRPC_API PRPC_MUST_CHECK int prpc_server_create(const prpc_server_opts *opts,
 PRPC_API PRPC_MUST_CHECK int prpc_server_add_listener(prpc_server *server,
                                                       const char *target,
                                                       int *port);
+
+/* Listens on a TCP target with TLS (see prpc_tls_opts); otherwise as
+ * prpc_server_add_listener(). Returns 0, -EINVAL (not a TCP target, or
+ * no certificate or key), -errno when a file cannot be read, PRPC_ECORE
+ * when gRPC core rejects the credentials, or -EADDRINUSE. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_add_tls_listener(
+    prpc_server *server, const char *target, const prpc_tls_opts *tls,
+    int *port);
+
+/* Adds an access rule for peers on unix sockets, like the access control
+ * list of a named pipe. Rules are checked in the order added and the first
+ * that matches decides; once any rule is set, a peer that matches none is
+ * denied. The peer's identity comes from the kernel (SO_PEERCRED) when it
+ * connects. who is one of:
+ *   user:NAME  user:UID  uid:UID     the peer's user
+ *   group:NAME group:GID gid:GID     the peer's primary group, or a
+ *                                    supplementary group of its user
+ *   same-user                        the user the server runs as
+ *   root                             uid 0
+ *   any                              everyone
+ * A denied peer's calls end with PERMISSION_DENIED without reaching a
+ * handler, and the server logs its uid, pid and the rule that matched.
+ * TCP peers are not subject to the rules (use TLS with client certificates).
+ *   who  borrowed.
+ * Before start only. Returns 0, -EINVAL (malformed: prpc_last_error() says
+ * why), -ENOENT (no such user or group) or PRPC_ESTATE. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_add_rule(prpc_server *server,
+                                                  int allow, const char *who);
 
 /* Starts the worker threads. Returns 0, PRPC_ESTATE (already started),
  * or PRPC_ECORE. On failure nothing listens and no handler will run. */
@@ -397,6 +450,60 @@ PRPC_API int prpc_ctx_set_compression(prpc_ctx *ctx, const char *algorithm);
  * server-streaming call, else the last one prpc_ctx_read() returned) came
  * compressed on the wire, 0 if not. */
 PRPC_API int prpc_ctx_request_compressed(const prpc_ctx *ctx);
+
+/* ---------------------------------------------------------------------- */
+/* 5. Anonymous pipes: a parent and the child it spawns                    */
+/* ---------------------------------------------------------------------- */
+
+/* A child process connected to its parent by a socketpair, the "anonymous
+ * pipe". Opaque. Either side may be the gRPC server. */
+typedef struct prpc_child prpc_child;
+
+typedef struct prpc_spawn_opts {
+  int child_fd;         /* the fd number the child gets; 0: 3 */
+  const char *env_name; /* borrowed; the variable that tells the child its
+                           target ("fd:3"); NULL: "PRPC_TARGET" */
+} prpc_spawn_opts;
+#define PRPC_SPAWN_OPTS_INIT {0, NULL}
+
+/* Starts path with argv (borrowed; argv[0] first, NULL-terminated) and the
+ * parent's environment plus PRPC_TARGET=fd:N, with one end of a new
+ * socketpair at fd N. The parent's copy of the child's end is closed before
+ * this returns, so the parent sees the child's end close when the child
+ * dies; every other fd of the library is close-on-exec. Uses posix_spawn()
+ * (gRPC core does not support fork() without exec).
+ *   out  on success the child; free with prpc_child_destroy().
+ * Returns 0, or -errno (-ENOENT: no such program, -EACCES, ...). */
+PRPC_API PRPC_MUST_CHECK int prpc_spawn(const char *path, char *const argv[],
+                                        const prpc_spawn_opts *opts,
+                                        prpc_child **out);
+
+/* The child's process id. */
+PRPC_API int prpc_child_pid(const prpc_child *child);
+
+/* The parent's end as a target, "fd:N": give it to prpc_channel_create()
+ * when the child is the server, or to prpc_server_add_listener() when the
+ * parent is. Whoever adopts it owns the fd; take it once (the second call
+ * returns NULL). Borrowed from the child. When the child exits or crashes,
+ * calls on it end with UNAVAILABLE. */
+PRPC_API const char *prpc_child_target(prpc_child *child);
+
+/* Waits up to timeout_ms (-1: forever) for the child to exit. Returns 0 and
+ * the waitpid() status in *wstatus (may be NULL), or -ETIMEDOUT. Repeat
+ * calls after the child was reaped return the same status. */
+PRPC_API int prpc_child_wait(prpc_child *child, int timeout_ms, int *wstatus);
+
+/* Sends sig to the child unless it has been reaped. Returns 0 or -errno. */
+PRPC_API int prpc_child_kill(prpc_child *child, int sig);
+
+/* Closes the parent's end if it was never taken, reaps the child if it has
+ * exited (it does not kill it), and frees. NULL is ok. */
+PRPC_API void prpc_child_destroy(prpc_child *child);
+
+/* In the child: the target its parent passed (e.g. "fd:3") from env_name
+ * (NULL: "PRPC_TARGET"), or NULL when it was not spawned that way.
+ * Borrowed from the environment. */
+PRPC_API const char *prpc_inherited_target(const char *env_name);
 
 #ifdef __cplusplus
 }
