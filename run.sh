@@ -20,9 +20,11 @@ packages=(gcc make cmake pkg-config
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libprotoc-dev)
 if [ "$mode" = test ]; then
-  # Cross-language peers (Python grpcio and its stub generator) and valgrind.
+  # Cross-language peers (Python grpcio and its stub generator), valgrind,
+  # openssl for the TLS test certificates, setpriv to run a client as
+  # another user.
   packages+=(python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
-    valgrind)
+    valgrind openssl util-linux)
 fi
 missing=()
 for p in "${packages[@]}"; do

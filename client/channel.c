@@ -66,9 +66,10 @@ int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
            : 0;
   cargs.args = args;
   prpc__core_ref();
-  ch->core = prpc__core_channel_create(&t, &cargs, opts ? opts->tls : NULL);
+  ch->core =
+      prpc__core_channel_create(&t, &cargs, opts ? opts->tls : NULL, &rc);
   if (!ch->core) {
-    int err = prpc_last_error()[0] ? -EIO : PRPC_ECORE;
+    int err = rc;
     prpc__core_unref();
     free(ch->target);
     free(ch);

@@ -109,11 +109,11 @@ int prpc__core_last_message_compressed(grpc_call *call);
 /* The metadata key that asks gRPC core to compress a call's messages. */
 #define PRPC__COMPRESSION_MD_KEY "grpc-internal-encoding-request"
 
-/* With tls NULL an insecure channel. Returns NULL and a detail on failure
- * (unreadable file, ...). */
+/* With tls NULL an insecure channel. Returns NULL, with the code in *err and
+ * a detail, on failure (unreadable file, ...). */
 grpc_channel *prpc__core_channel_create(const prpc__target *t,
                                         const grpc_channel_args *args,
-                                        const prpc_tls_opts *tls);
+                                        const prpc_tls_opts *tls, int *err);
 /* Listens on addr with TLS. Returns the port (> 0) or a negative code with
  * a detail. */
 int prpc__core_server_add_tls(grpc_server *srv, const char *addr,

@@ -1374,6 +1374,41 @@ int prpc_server_add_tls_listener(prpc_server *srv, const char *target,
   return 0;
 }
 
+int prpc_server_add_systemd_listeners(prpc_server *srv, int *count) {
+  const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+  char *end;
+  long n;
+  if (count)
+    *count = 0;
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_add_systemd_listeners: NULL");
+  if (!pid || !fds || strtol(pid, &end, 10) != (long)getpid() || *end)
+    return prpc__fail(-ENOENT, "no sockets were passed to this process "
+                               "(LISTEN_PID/LISTEN_FDS)");
+  n = strtol(fds, &end, 10);
+  if (*end || n <= 0 || n > 1024)
+    return prpc__fail(-ENOENT, "LISTEN_FDS is not a count: '%s'", fds);
+  for (long i = 0; i < n; i++) {
+    int fd = 3 + (int)i, listening = 0, rc;
+    socklen_t len = sizeof(listening);
+    char target[32];
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+        !listening)
+      return prpc__fail(-ENOTSOCK, "systemd passed fd %d, which is not a "
+                                   "listening socket",
+                        fd);
+    snprintf(target, sizeof(target), "fd:%d", fd);
+    if ((rc = prpc_server_add_listener(srv, target, NULL)) != 0)
+      return rc;
+    if (count)
+      (*count)++;
+  }
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+  return 0;
+}
+
 int prpc_server_add_rule(prpc_server *srv, int allow, const char *who) {
   prpc__rule r;
   prpc__rule *rules;

@@ -100,6 +100,15 @@ static char *read_file(const char *what, const char *path) {
   return buf;
 }
 
+/* The code read_file() failed with: -errno of the open, or -EIO. */
+static int read_error(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return -errno;
+  fclose(f);
+  return -EIO;
+}
+
 typedef struct pem_set {
   char *cert, *key, *ca;
 } pem_set;
@@ -115,26 +124,32 @@ static int pem_load(const prpc_tls_opts *tls, pem_set *p) {
   memset(p, 0, sizeof(*p));
   if ((tls->cert_file != NULL) != (tls->key_file != NULL))
     return prpc__fail(-EINVAL, "TLS: give both a certificate and its key");
-  if ((tls->cert_file &&
-       (!(p->cert = read_file("certificate", tls->cert_file)) ||
-        !(p->key = read_file("private key", tls->key_file)))) ||
-      (tls->ca_file && !(p->ca = read_file("CA file", tls->ca_file)))) {
+  if (tls->cert_file &&
+      !(p->cert = read_file("certificate", tls->cert_file)))
+    return read_error(tls->cert_file);
+  if (tls->key_file && !(p->key = read_file("private key", tls->key_file))) {
     pem_free(p);
-    return -EIO;
+    return read_error(tls->key_file);
+  }
+  if (tls->ca_file && !(p->ca = read_file("CA file", tls->ca_file))) {
+    pem_free(p);
+    return read_error(tls->ca_file);
   }
   return 0;
 }
 
 grpc_channel *prpc__core_channel_create(const prpc__target *t,
                                         const grpc_channel_args *args,
-                                        const prpc_tls_opts *tls) {
+                                        const prpc_tls_opts *tls, int *err) {
   grpc_channel_credentials *creds;
   grpc_channel *ch;
   pem_set pem;
+  *err = PRPC_ECORE;
   if (tls) {
     grpc_ssl_pem_key_cert_pair pair;
-    if (pem_load(tls, &pem) != 0)
+    if ((*err = pem_load(tls, &pem)) != 0)
       return NULL;
+    *err = PRPC_ECORE;
     pair.private_key = pem.key;
     pair.cert_chain = pem.cert;
     creds = grpc_ssl_credentials_create(pem.ca, pem.cert ? &pair : NULL, NULL,

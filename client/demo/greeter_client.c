@@ -22,7 +22,9 @@ static int cmp_double(const void *a, const void *b) {
 
 static void usage(void) {
   fprintf(stderr, "usage: greeter_client --target ADDR [--name N] "
-                  "[--count K] [--timeout-ms T]\n");
+                  "[--count K] [--timeout-ms T]\n"
+                  "       [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] "
+                  "[--tls-server-name NAME]\n");
   exit(2);
 }
 
@@ -31,6 +33,9 @@ int main(int argc, char **argv) {
   long count = 1;
   prpc_call_opts opts = PRPC_CALL_OPTS_INIT;
   prpc_channel *channel;
+  prpc_channel_opts copts = PRPC_CHANNEL_OPTS_INIT;
+  prpc_tls_opts tls = PRPC_TLS_OPTS_INIT;
+  int use_tls = 0;
   double *lat, t0;
 
   opts.timeout_ms = 5000;
@@ -43,12 +48,21 @@ int main(int argc, char **argv) {
       count = atol(argv[++i]);
     else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc)
       opts.timeout_ms = atol(argv[++i]);
+    else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc)
+      tls.ca_file = argv[++i], use_tls = 1;
+    else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc)
+      tls.cert_file = argv[++i], use_tls = 1;
+    else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc)
+      tls.key_file = argv[++i], use_tls = 1;
+    else if (strcmp(argv[i], "--tls-server-name") == 0 && i + 1 < argc)
+      tls.server_name = argv[++i], use_tls = 1;
     else
       usage();
   }
   if (!target || count < 1)
     usage();
-  if (prpc_channel_create(target, NULL, &channel) != 0) {
+  copts.tls = use_tls ? &tls : NULL;
+  if (prpc_channel_create(target, &copts, &channel) != 0) {
     fprintf(stderr, "greeter_client: %s\n", prpc_last_error());
     return 1;
   }

@@ -333,6 +333,15 @@ PRPC_API PRPC_MUST_CHECK int prpc_server_add_tls_listener(
     prpc_server *server, const char *target, const prpc_tls_opts *tls,
     int *port);
 
+/* Socket activation: adopts the listening sockets systemd passed
+ * (LISTEN_FDS and LISTEN_PID, fds from 3 on), as prpc_server_add_listener()
+ * does for "fd:N", and unsets the variables so that children do not take
+ * them. Sets *count (may be NULL) to the number adopted. Returns 0,
+ * -ENOENT when none were passed to this process, -ENOTSOCK when a passed
+ * fd is not a listening socket. Before start only. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_add_systemd_listeners(
+    prpc_server *server, int *count);
+
 /* Adds an access rule for peers on unix sockets, like the access control
  * list of a named pipe. Rules are checked in the order added and the first
  * that matches decides; once any rule is set, a peer that matches none is
