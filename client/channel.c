@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct method_handle {
   const prpc_method_desc *method;
@@ -35,28 +36,32 @@ int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
   grpc_arg args[6];
   grpc_channel_args cargs;
   grpc_compression_algorithm alg = GRPC_COMPRESS_NONE;
-  prpc_channel *ch;
+  prpc_channel *ch = NULL;
   int rc = prpc__target_parse(target, 0, &t);
   if (rc != 0)
     return rc;
   prpc__clear_error();
+  /* From here on an fd:N target is ours: close it on any failure, so that
+   * its peer sees the end instead of waiting for a channel that never
+   * came. */
   if (!out)
-    return prpc__fail(-EINVAL, "prpc_channel_create: out is NULL");
-  if (opts && opts->compression &&
-      prpc__core_compression(opts->compression, &alg) != 0)
-    return prpc__fail(-EINVAL, "unknown compression algorithm '%s' (use "
-                               "gzip, deflate or identity)",
-                      opts->compression);
-  ch = calloc(1, sizeof(*ch));
-  if (!ch || !(ch->target = strdup(target))) {
+    rc = prpc__fail(-EINVAL, "prpc_channel_create: out is NULL");
+  else if (opts && opts->compression &&
+           prpc__core_compression(opts->compression, &alg) != 0)
+    rc = prpc__fail(-EINVAL, "unknown compression algorithm '%s' (use "
+                             "gzip, deflate or identity)",
+                    opts->compression);
+  else if (opts && opts->tls && t.kind != PRPC__TARGET_TCP)
+    rc = prpc__fail(-EINVAL, "TLS is for TCP targets; %s is local", target);
+  else if (!(ch = calloc(1, sizeof(*ch))) ||
+           !(ch->target = strdup(target))) {
     free(ch);
-    return prpc__fail(-ENOMEM, "out of memory");
+    rc = prpc__fail(-ENOMEM, "out of memory");
   }
-  if (opts && opts->tls && t.kind != PRPC__TARGET_TCP) {
-    free(ch->target);
-    free(ch);
-    return prpc__fail(-EINVAL, "TLS is for TCP targets; %s is local",
-                      target);
+  if (rc != 0) {
+    if (t.kind == PRPC__TARGET_FD)
+      close(t.fd);
+    return rc;
   }
   cargs.num_args =
       opts ? prpc__core_size_args(

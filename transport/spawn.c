@@ -84,7 +84,20 @@ int prpc_spawn(const char *path, char *const argv[],
   posix_spawn_file_actions_init(&fa);
   /* dup2 onto itself clears close-on-exec (POSIX 2017, glibc >= 2.29). */
   posix_spawn_file_actions_adddup2(&fa, sv[1], child_fd);
-  rc = posix_spawn(&c->pid, path, &fa, NULL, argv, env);
+  /* The child starts with no blocked signals and default dispositions,
+   * whatever the parent (a server that blocks SIGTERM until it waits for
+   * it, say) had. */
+  posix_spawnattr_t attr;
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF);
+  rc = posix_spawn(&c->pid, path, &fa, &attr, argv, env);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   free(env);
   free(added);
@@ -157,8 +170,12 @@ int prpc_child_wait(prpc_child *c, int timeout_ms, int *wstatus) {
 
 int prpc_child_kill(prpc_child *c, int sig) {
   if (c->reaped)
-    return -ESRCH;
-  return kill(c->pid, sig) == 0 ? 0 : -errno;
+    return prpc__fail(-ESRCH, "child %d has already been reaped",
+                      (int)c->pid);
+  if (kill(c->pid, sig) != 0)
+    return prpc__fail(-errno, "kill(%d, %d): %s", (int)c->pid, sig,
+                      strerror(errno));
+  return 0;
 }
 
 void prpc_child_destroy(prpc_child *c) {

@@ -166,7 +166,8 @@ typedef struct prpc_channel prpc_channel;
  * The target is checked before anything connects: a malformed one returns
  * PRPC_ETARGET and prpc_last_error() says what is wrong. Connecting is lazy;
  * a missing server shows up as UNAVAILABLE on the first call.
- * For fd:N the channel takes ownership of the fd.
+ * For fd:N the channel takes ownership of the fd, also when it fails (the
+ * fd is then closed, so that its peer sees the end).
  *   target  borrowed.  opts  borrowed; NULL means defaults.
  *   out     on success a new channel; free with prpc_channel_destroy().
  * Returns 0, PRPC_ETARGET, PRPC_ECORE or -ENOMEM. Thread-safe. */
