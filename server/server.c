@@ -285,13 +285,26 @@ static int conn_lookup(prpc_server *srv, int fd, conn_info *out) {
   return found;
 }
 
+/* The fd of the call's connection when it came through our accept loop
+ * (gRPC core names such peers "fd:N"), else -1. Looked up on first use:
+ * most handlers never ask, and the peer string costs an allocation. */
+static int peer_fd(const prpc_ctx *cctx) {
+  prpc_ctx *ctx = (prpc_ctx *)cctx;
+  if (ctx->peer_fd == -2) {
+    char *peer = grpc_call_get_peer(ctx->call);
+    ctx->peer_fd = parse_fd_peer(peer);
+    gpr_free(peer);
+  }
+  return ctx->peer_fd;
+}
+
 const char *prpc_ctx_peer(const prpc_ctx *cctx) {
   prpc_ctx *ctx = (prpc_ctx *)cctx; /* the peer string is cached */
   if (!ctx->peer) {
     char *core_peer = grpc_call_get_peer(ctx->call);
     conn_info ci;
     const prpc__target *t = NULL;
-    if (conn_lookup(ctx->srv, ctx->peer_fd, &ci) &&
+    if (conn_lookup(ctx->srv, peer_fd(ctx), &ci) &&
         ci.listener < ctx->srv->n_listeners)
       t = &ctx->srv->listeners[ci.listener].t;
     if (t && t->kind != PRPC__TARGET_FD) {
@@ -314,7 +327,7 @@ const char *prpc_ctx_peer(const prpc_ctx *cctx) {
 int prpc_ctx_peer_cred(const prpc_ctx *ctx, int64_t *pid, int64_t *uid,
                        int64_t *gid) {
   conn_info ci;
-  if (!conn_lookup(ctx->srv, ctx->peer_fd, &ci))
+  if (!conn_lookup(ctx->srv, peer_fd(ctx), &ci))
     return -ENOTSOCK;
   if (pid)
     *pid = ci.pid;
@@ -587,9 +600,7 @@ static void begin_call(slot *s) {
     s->ctx.method = p ? p : "";
     s->ctx.deadline = s->details.deadline;
   }
-  char *peer = grpc_call_get_peer(s->ctx.call);
-  s->ctx.peer_fd = parse_fd_peer(peer);
-  gpr_free(peer);
+  s->ctx.peer_fd = -2; /* looked up when a handler asks: see peer_fd() */
 }
 
 /* Fills the SEND_INITIAL_METADATA op (once per call). */

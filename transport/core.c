@@ -8,11 +8,40 @@
 
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
-void prpc__core_ref(void) { grpc_init(); }
+/* gRPC core locks with absl::Mutex. Debian's abseil is built with its
+ * deadlock detector on, which keeps a graph of every lock order: a good
+ * part of the CPU of a small call. It is a debugging aid, so switch it
+ * off, once, through the C++ entry point if this abseil has it
+ * (PRPC_ABSL_DEADLOCK_DETECTION=1 keeps it). */
+static void absl_fast_mutexes(void) {
+  typedef void (*set_mode_fn)(int);
+  const char *keep = getenv("PRPC_ABSL_DEADLOCK_DETECTION");
+  if (keep && strcmp(keep, "1") == 0)
+    return;
+  set_mode_fn set_mode = (set_mode_fn)(uintptr_t)dlsym(
+      RTLD_DEFAULT,
+      "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE");
+  if (!set_mode)
+    set_mode = (set_mode_fn)(uintptr_t)dlsym(
+        RTLD_DEFAULT,
+        "_ZN4absl28SetMutexDeadlockDetectionModeENS_15OnDeadlockCycleE");
+  if (set_mode)
+    set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
+}
+
+void prpc__core_ref(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, absl_fast_mutexes);
+  grpc_init();
+}
 
 void prpc__core_unref(void) { grpc_shutdown(); }
 
