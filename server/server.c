@@ -67,7 +67,7 @@ struct prpc_ctx {
   /* Streaming only: the call's own queue, and its close-on-server op. */
   grpc_completion_queue *cq;
   pthread_mutex_t close_mu;
-  int close_done;
+  atomic_int close_done;
   int cancelled_flag; /* from RECV_CLOSE_ON_SERVER */
   int read_tag, write_tag, close_tag, status_tag;
   /* Memory for the request, reply and handler; reset after each call. */
@@ -94,7 +94,7 @@ typedef struct slot {
    * RECV_CLOSE_ON_SERVER op then runs on its own, tagged slot|1. The slot
    * is recycled once both it and the reply batch are done. */
   int close_started;
-  int finish_done;
+  atomic_int refs; /* the call's own phase, plus the close op if started */
   struct slot *next_free;
   prpc_ctx ctx;
 } slot;
@@ -175,6 +175,10 @@ struct prpc_server {
   size_t n_adopted;
   worker *workers;
   int n_workers;
+  /* One completion queue for all workers: the thread that polls a
+   * connection finds the call's events in the queue it waits on and
+   * handles them itself, instead of waking the queue's owner. */
+  grpc_completion_queue *cq;
 
   pthread_t accept_thread;
   int accept_running;
@@ -204,7 +208,9 @@ struct prpc_server {
   pthread_cond_t cv;
   srv_state state;
   gpr_timespec stop_deadline;
-  int streams; /* streaming handlers still running */
+  /* Handlers running (unary until its reply batch is started, streaming
+   * until it ends): the queue may only be shut down when none is. */
+  atomic_int busy;
   grpc_completion_queue *shutdown_cq;
   int shutdown_tag;
 };
@@ -356,21 +362,29 @@ static int unary_is_cancelled(prpc_ctx *ctx) {
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &ctx->cancelled_flag;
+    atomic_fetch_add(&s->refs, 1);
     if (grpc_call_start_batch(ctx->call, &op, 1, CLOSE_TAG(s), NULL) ==
         GRPC_CALL_OK)
       s->close_started = 1;
+    else
+      atomic_fetch_sub(&s->refs, 1);
   }
-  while (s->close_started && !ctx->close_done) {
+  /* With other workers, one of them picks the close event up (dispatch()
+   * sets close_done). A lone worker looks for it itself. */
+  while (w->srv->n_workers == 1 && s->close_started &&
+         !atomic_load(&ctx->close_done)) {
     grpc_event ev = grpc_completion_queue_next(
         w->cq, gpr_time_0(GPR_CLOCK_MONOTONIC), NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT)
       break;
-    if (ev.type == GRPC_OP_COMPLETE && ev.tag == CLOSE_TAG(s))
-      ctx->close_done = 1;
-    else
+    if (ev.type == GRPC_OP_COMPLETE && ev.tag == CLOSE_TAG(s)) {
+      atomic_store(&ctx->close_done, 1);
+      atomic_fetch_sub(&s->refs, 1); /* the handler still holds one */
+    } else {
       defer_event(w, ev);
+    }
   }
-  cancelled = ctx->close_done && ctx->cancelled_flag;
+  cancelled = atomic_load(&ctx->close_done) && ctx->cancelled_flag;
   pthread_mutex_unlock(&w->poll_mu);
   return cancelled;
 }
@@ -517,7 +531,9 @@ static void slot_destroy(slot *s) {
 }
 
 /* Back to the worker's free list (unary and unregistered slots). */
-static void slot_recycle(slot *s) {
+/* Back to the free list of worker w (the thread running this). */
+static void slot_recycle_to(worker *w, slot *s) {
+  s->w = w;
   ctx_reset(&s->ctx);
   if (s->payload) {
     grpc_byte_buffer_destroy(s->payload);
@@ -537,12 +553,18 @@ static void slot_recycle(slot *s) {
     memset(&s->details, 0, sizeof(s->details));
   }
   s->close_started = 0;
-  s->finish_done = 0;
-  s->next_free = s->w->free_slots;
-  s->w->free_slots = s;
+  s->next_free = w->free_slots;
+  w->free_slots = s;
 }
 
-static void slot_free(slot *s) {
+/* Drops one reference to a unary or unregistered call; the last recycles
+ * the slot onto w's free list. */
+static void slot_unref(worker *w, slot *s) {
+  if (atomic_fetch_sub(&s->refs, 1) == 1)
+    slot_recycle_to(w, s);
+}
+
+static void slot_free(worker *w, slot *s) {
   if (s->me && s->me->m->kind != PRPC_UNARY) {
     if (s->payload)
       grpc_byte_buffer_destroy(s->payload);
@@ -553,7 +575,7 @@ static void slot_free(slot *s) {
     grpc_slice_unref(s->status_details);
     slot_destroy(s);
   } else {
-    slot_recycle(s);
+    slot_recycle_to(w, s);
   }
 }
 
@@ -581,7 +603,7 @@ static int request_call(worker *w, method_entry *me) {
   if (err != GRPC_CALL_OK) {
     prpc__log(PRPC__LOG_ERROR, "cannot request calls from gRPC core (%d)",
               (int)err);
-    slot_free(s);
+    slot_free(w, s);
     return -1;
   }
   return 0;
@@ -661,10 +683,7 @@ static void finish_unary(slot *s, grpc_status_code code) {
   if (grpc_call_start_batch(s->ctx.call, ops, n, s, NULL) != GRPC_CALL_OK) {
     prpc__log(PRPC__LOG_ERROR, "%s: gRPC core refused the reply batch",
               s->ctx.method);
-    /* Recycle once the close op (if any) is done. */
-    s->finish_done = 1;
-    if (!s->close_started || s->ctx.close_done)
-      slot_recycle(s);
+    slot_unref(s->w, s); /* the close op, if any, holds the other */
   }
 }
 
@@ -788,11 +807,13 @@ int prpc_ctx_read(prpc_ctx *ctx, void **msg) {
   return 1;
 }
 
-static void stream_end(prpc_server *srv) {
-  pthread_mutex_lock(&srv->mu);
-  srv->streams--;
-  pthread_cond_broadcast(&srv->cv);
-  pthread_mutex_unlock(&srv->mu);
+static void handler_done(prpc_server *srv) {
+  /* Only a shutdown waits for this: take the lock only then. */
+  if (atomic_fetch_sub(&srv->busy, 1) == 1 && srv->state != SRV_STARTED) {
+    pthread_mutex_lock(&srv->mu);
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+  }
 }
 
 static void *run_stream(void *arg) {
@@ -861,8 +882,8 @@ static void *run_stream(void *arg) {
                                 gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   s->ctx.close_done = 1;
   pthread_mutex_unlock(&s->ctx.close_mu);
-  slot_free(s);
-  stream_end(srv);
+  slot_free(NULL, s); /* a streaming slot is destroyed, not recycled */
+  handler_done(srv);
   return NULL;
 }
 
@@ -870,9 +891,6 @@ static void start_stream(slot *s) {
   prpc_server *srv = s->w->srv;
   pthread_t th;
   pthread_attr_t attr;
-  pthread_mutex_lock(&srv->mu);
-  srv->streams++;
-  pthread_mutex_unlock(&srv->mu);
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   if (pthread_create(&th, &attr, run_stream, s) != 0) {
@@ -880,8 +898,8 @@ static void start_stream(slot *s) {
               s->me->m->path);
     grpc_call_cancel_with_status(s->ctx.call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                  "the server cannot start a thread", NULL);
-    slot_free(s);
-    stream_end(srv);
+    slot_free(NULL, s);
+    handler_done(srv);
   }
   pthread_attr_destroy(&attr);
 }
@@ -892,31 +910,35 @@ static void dispatch(worker *w, grpc_event ev) {
   uintptr_t tag = (uintptr_t)ev.tag;
   slot *s = (slot *)(tag & ~(uintptr_t)1u);
   if (tag & 1u) { /* a unary call's separate close op */
-    s->ctx.close_done = 1;
-    if (s->finish_done)
-      slot_recycle(s);
+    atomic_store(&s->ctx.close_done, 1);
+    slot_unref(w, s);
     return;
   }
   if (s->phase == SLOT_FINISHING) {
-    s->finish_done = 1;
-    if (!s->close_started || s->ctx.close_done)
-      slot_recycle(s);
+    slot_unref(w, s);
     return;
   }
   if (!ev.success) {
     /* The server is shutting down: this request will never match. */
-    slot_free(s);
+    slot_free(w, s);
     return;
   }
+  /* This thread runs the call: its handler, and is_cancelled() polling. */
+  s->w = w;
+  atomic_store(&s->refs, 1);
+  atomic_fetch_add(&w->srv->busy, 1);
   /* Keep a request outstanding while this call runs. */
   request_call(w, s->me);
   begin_call(s);
-  if (!s->me)
-    run_unregistered(s);
-  else if (s->me->m->kind == PRPC_UNARY)
-    run_unary(s);
-  else
-    start_stream(s);
+  if (!s->me || s->me->m->kind == PRPC_UNARY) {
+    if (!s->me)
+      run_unregistered(s);
+    else
+      run_unary(s);
+    handler_done(w->srv); /* its reply batch has been started */
+  } else {
+    start_stream(s); /* its thread calls handler_done() */
+  }
 }
 
 static void *worker_main(void *arg) {
@@ -1492,12 +1514,12 @@ int prpc_server_start(prpc_server *srv) {
   srv->workers = calloc((size_t)srv->opts.threads, sizeof(*srv->workers));
   if (!srv->workers)
     return prpc__fail(-ENOMEM, "out of memory");
+  srv->cq = grpc_completion_queue_create_for_next(NULL);
+  grpc_server_register_completion_queue(srv->core, srv->cq, NULL);
   for (int i = 0; i < srv->opts.threads; i++) {
     srv->workers[i].srv = srv;
     pthread_mutex_init(&srv->workers[i].poll_mu, NULL);
-    srv->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(srv->core, srv->workers[i].cq,
-                                          NULL);
+    srv->workers[i].cq = srv->cq;
   }
   srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
   grpc_server_start(srv->core);
@@ -1636,14 +1658,23 @@ int prpc_server_wait(prpc_server *srv) {
     grpc_completion_queue_pluck(srv->shutdown_cq, &srv->shutdown_tag,
                                 gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   }
-  /* Streams whose calls were cancelled return from read/write promptly. */
+  /* Handlers of cancelled calls return promptly (a blocked read or write
+   * fails; a long unary handler sees prpc_ctx_is_cancelled()). The queue
+   * must outlive the batches they start. */
   pthread_mutex_lock(&srv->mu);
-  while (srv->streams > 0)
-    pthread_cond_wait(&srv->cv, &srv->mu);
+  while (atomic_load(&srv->busy) > 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 10000000; /* and look again, in case a wake-up raced */
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+  }
   pthread_mutex_unlock(&srv->mu);
 
-  for (int i = 0; i < srv->opts.threads; i++)
-    grpc_completion_queue_shutdown(srv->workers[i].cq);
+  grpc_completion_queue_shutdown(srv->cq);
   for (int i = 0; i < srv->n_workers; i++)
     pthread_join(srv->workers[i].thread, NULL);
   /* Queues whose thread never started still hold failed requests. */
@@ -1745,8 +1776,9 @@ void prpc_server_destroy(prpc_server *srv) {
     close(srv->hangup_fds[i]);
   free(srv->hangup_fds);
   free(srv->rules);
+  if (srv->cq)
+    grpc_completion_queue_destroy(srv->cq);
   for (int i = 0; i < srv->opts.threads && srv->workers; i++) {
-    grpc_completion_queue_destroy(srv->workers[i].cq);
     pthread_mutex_destroy(&srv->workers[i].poll_mu);
     free(srv->workers[i].deferred);
   }
