@@ -26,8 +26,15 @@ int prpc__fail(int err, const char *fmt, ...) PRPC__PRINTF(2, 3);
 void prpc__clear_error(void);
 
 /* ---- logging (runtime/log.c) ---- */
-enum { PRPC__LOG_DEBUG, PRPC__LOG_INFO, PRPC__LOG_WARN, PRPC__LOG_ERROR };
+#define PRPC__LOG_DEBUG PRPC_LOG_DEBUG
+#define PRPC__LOG_INFO PRPC_LOG_INFO
+#define PRPC__LOG_WARN PRPC_LOG_WARN
+#define PRPC__LOG_ERROR PRPC_LOG_ERROR
 void prpc__log(int level, const char *fmt, ...) PRPC__PRINTF(2, 3);
+/* A line about one call: its method and peer go to the sink apart. */
+void prpc__log_call(int level, const char *method, const char *peer,
+                    const char *fmt, ...) PRPC__PRINTF(4, 5);
+int prpc__log_enabled(int level);
 
 /* ---- targets (transport/target.c) ---- */
 

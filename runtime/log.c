@@ -1,4 +1,6 @@
-/* Library logging: quiet unless something goes wrong. */
+/* Library logging: quiet unless something goes wrong. One sink, which the
+ * application may replace; PRPC_LOG=debug|info|warning|error sets the
+ * threshold (default: warning). */
 #include "internal.h"
 
 #include <pthread.h>
@@ -6,14 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int threshold = PRPC__LOG_WARN;
+static int threshold = PRPC_LOG_WARN;
+static prpc_log_fn sink;
+static void *sink_data;
 
 static void read_env(void) {
+  static const char *const names[] = {"debug", "info", "warning", "error"};
   const char *env = getenv("PRPC_LOG");
-  if (env && strcmp(env, "debug") == 0)
-    threshold = PRPC__LOG_DEBUG;
-  else if (env && strcmp(env, "info") == 0)
-    threshold = PRPC__LOG_INFO;
+  for (int i = 0; env && i < 4; i++)
+    if (strcmp(env, names[i]) == 0)
+      threshold = i;
 }
 
 static int min_level(void) {
@@ -22,15 +26,48 @@ static int min_level(void) {
   return threshold;
 }
 
-void prpc__log(int level, const char *fmt, ...) {
+void prpc_set_log(prpc_log_fn fn, void *user_data, int level) {
+  min_level(); /* the environment is read once, before this takes over */
+  sink = fn;
+  sink_data = user_data;
+  if (level >= PRPC_LOG_DEBUG && level <= PRPC_LOG_ERROR)
+    threshold = level;
+}
+
+int prpc__log_enabled(int level) { return level >= min_level(); }
+
+static void emit(int level, const char *method, const char *peer,
+                 const char *fmt, va_list ap) {
   static const char *const names[] = {"debug", "info", "warning", "error"};
   char line[1024];
+  vsnprintf(line, sizeof(line), fmt, ap);
+  if (sink) {
+    sink((prpc_log_level)level, method, peer, line, sink_data);
+    return;
+  }
+  /* One fprintf per line so that lines from threads do not interleave. */
+  if (method)
+    fprintf(stderr, "piperpc %s: %s from %s: %s\n", names[level], method,
+            peer ? peer : "?", line);
+  else
+    fprintf(stderr, "piperpc %s: %s\n", names[level], line);
+}
+
+void prpc__log(int level, const char *fmt, ...) {
   va_list ap;
   if (level < min_level())
     return;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof(line), fmt, ap);
+  emit(level, NULL, NULL, fmt, ap);
   va_end(ap);
-  /* One fprintf per line so that lines from threads do not interleave. */
-  fprintf(stderr, "piperpc %s: %s\n", names[level], line);
+}
+
+void prpc__log_call(int level, const char *method, const char *peer,
+                    const char *fmt, ...) {
+  va_list ap;
+  if (level < min_level())
+    return;
+  va_start(ap, fmt);
+  emit(level, method, peer, fmt, ap);
+  va_end(ap);
 }

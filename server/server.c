@@ -645,6 +645,11 @@ static void add_status_op(slot *s, grpc_op *op, grpc_status_code code) {
    * as the client's own timer would. */
   if (code == GRPC_STATUS_CANCELLED && prpc__ms_until(s->ctx.deadline) == 0)
     code = GRPC_STATUS_DEADLINE_EXCEEDED;
+  if (prpc__log_enabled(PRPC_LOG_DEBUG))
+    prpc__log_call(PRPC_LOG_DEBUG, s->ctx.method, prpc_ctx_peer(&s->ctx),
+                   "%s%s%s", prpc_status_name(code),
+                   s->ctx.message ? ": " : "",
+                   s->ctx.message ? s->ctx.message : "");
   memset(op, 0, sizeof(*op));
   op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   if (prpc__md_to_core(&s->ctx.trailers, NULL, NULL, &s->send_md[1], &n) !=
@@ -706,8 +711,8 @@ static void run_unary(slot *s) {
   } else if (!(req = prpc__decode(m->codec, m->input, s->payload, &alloc))) {
     code = fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
                      "the request message does not decode");
-    prpc__log(PRPC__LOG_INFO, "%s from %s: request does not decode", m->path,
-              prpc_ctx_peer(&s->ctx));
+    prpc__log_call(PRPC_LOG_INFO, m->path, prpc_ctx_peer(&s->ctx),
+                   "the request does not decode");
   } else if (!me->invoke) {
     code = fail_with(&s->ctx, GRPC_STATUS_UNIMPLEMENTED,
                      "the server has no handler for this method");

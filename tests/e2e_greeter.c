@@ -611,7 +611,53 @@ static void run_until_sigterm(void) {
   test_rmdir(dir);
 }
 
-TEST_MAIN(CASE(socketpair_fds), CASE(destroy_unstarted),
+typedef struct log_capture {
+  pthread_mutex_t mu;
+  int lines;
+  char method[128], peer[300], message[256];
+  int level;
+} log_capture;
+
+static void capture_log(prpc_log_level level, const char *method,
+                        const char *peer, const char *message, void *ud) {
+  log_capture *c = ud;
+  pthread_mutex_lock(&c->mu);
+  if (method) {
+    c->lines++;
+    c->level = (int)level;
+    snprintf(c->method, sizeof(c->method), "%s", method);
+    snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "");
+    snprintf(c->message, sizeof(c->message), "%s", message);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* The application's log sink gets per-call lines at debug level, with the
+ * method and the peer apart from the message. */
+static void log_sink(void) {
+  char *dir = test_tmpdir();
+  char target[320];
+  log_capture c = {PTHREAD_MUTEX_INITIALIZER, 0, "", "", "", -1};
+  prpc_status st = PRPC_STATUS_INIT;
+  snprintf(target, sizeof(target), "unix:%s/g.sock", dir);
+  prpc_set_log(capture_log, &c, PRPC_LOG_DEBUG);
+  prpc_server *srv = start_server(target, NULL);
+  prpc_channel *ch;
+  ASSERT_EQ(prpc_channel_create(target, NULL, &ch), 0);
+  ASSERT_EQ(hello(ch, "fail", 5000, &st, NULL, 0), GRPC_STATUS_NOT_FOUND);
+  prpc_status_clear(&st);
+  prpc_channel_destroy(ch);
+  prpc_server_destroy(srv);
+  prpc_set_log(NULL, NULL, PRPC_LOG_WARN);
+  ASSERT_EQ(c.lines, 1);
+  ASSERT_EQ(c.level, PRPC_LOG_DEBUG);
+  ASSERT_STREQ(c.method, "/helloworld.Greeter/SayHello");
+  ASSERT_STREQ(c.peer, target);
+  ASSERT_STREQ(c.message, "NOT_FOUND: no such person: Zoë 100% ✓");
+  test_rmdir(dir);
+}
+
+TEST_MAIN(CASE(log_sink), CASE(socketpair_fds), CASE(destroy_unstarted),
           CASE(run_until_sigterm), CASE(unix_socket), CASE(unix_socket_mode), CASE(abstract_socket),
           CASE(tcp), CASE(many_listeners), CASE(deadline), CASE(metadata),
           CASE(status_message), CASE(missing_socket), CASE(live_path_refused),

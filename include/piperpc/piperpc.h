@@ -69,6 +69,31 @@ PRPC_API const char *prpc_strerror(int err);
  * call on this thread. */
 PRPC_API const char *prpc_last_error(void);
 
+/* Logging. The library writes nothing to stdout and is quiet on stderr
+ * unless something goes wrong (a denied peer, a refused connection, a
+ * failed accept). PRPC_LOG=debug in the environment adds a line per call
+ * (method, peer, status); PRPC_LOG=info adds start and shutdown lines.
+ * gRPC core logs on its own: GRPC_VERBOSITY=DEBUG|INFO|ERROR and
+ * GRPC_TRACE=api,http,... (see gRPC's doc/environment_variables.md). */
+typedef enum prpc_log_level {
+  PRPC_LOG_DEBUG = 0,
+  PRPC_LOG_INFO = 1,
+  PRPC_LOG_WARN = 2,
+  PRPC_LOG_ERROR = 3
+} prpc_log_level;
+
+/* A log sink. method and peer are set for lines about one call, else NULL;
+ * all strings are borrowed for the duration of the call. Called from any
+ * thread, possibly at once from several. */
+typedef void (*prpc_log_fn)(prpc_log_level level, const char *method,
+                            const char *peer, const char *message,
+                            void *user_data);
+
+/* Sends the library's log lines at or above level to fn (NULL: back to
+ * stderr); level -1 keeps the current threshold (PRPC_LOG or warning).
+ * Call it before creating channels and servers. user_data is borrowed. */
+PRPC_API void prpc_set_log(prpc_log_fn fn, void *user_data, int level);
+
 /* ---------------------------------------------------------------------- */
 /* 2. Status and metadata                                                  */
 /* ---------------------------------------------------------------------- */
