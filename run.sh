@@ -3,13 +3,15 @@
 #   ./run.sh demo   install what is missing, build, run the Greeter demo over
 #                   a unix socket and over TCP
 #   ./run.sh test   install what is missing, build, run the whole test suite
+#   ./run.sh bench  install what is missing (with gRPC C++ and gnuplot),
+#                   build, run the short benchmark (a few minutes)
 # Packages come from Debian with apt-get (as root, or through sudo).
 # BUILD_DIR (default: build) and JOBS (default: nproc) can be set.
 set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-}
-case $mode in demo | test) ;; *)
-  echo "usage: $0 demo|test" >&2
+case $mode in demo | test | bench) ;; *)
+  echo "usage: $0 demo|test|bench" >&2
   exit 2
   ;;
 esac
@@ -19,6 +21,13 @@ jobs=${JOBS:-$(nproc)}
 packages=(gcc make cmake pkg-config
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libprotoc-dev)
+if [ "$mode" != demo ]; then
+  # The benchmark's gRPC C++ peer (its smoke run is part of the tests).
+  packages+=(g++ libgrpc++-dev protobuf-compiler-grpc)
+fi
+if [ "$mode" = bench ]; then
+  packages+=(gnuplot-nox python3)
+fi
 if [ "$mode" = test ]; then
   # Cross-language peers (Python grpcio and its stub generator), valgrind,
   # openssl for the TLS test certificates, setpriv to run a client as
@@ -45,10 +54,28 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRPC_WERROR=ON > /dev
 cmake --build "$build" -j "$jobs" > "$build.log" 2>&1 ||
   { cat "$build.log"; exit 1; }
 
+if [ "$mode" = bench ]; then
+  echo "== running the short benchmark (bench/prpc-bench --short)"
+  exec /usr/bin/python3 bench/prpc-bench --bin-dir "$build" --short
+fi
+
 if [ "$mode" = test ]; then
   echo "== running the tests"
-  cd "$build"
-  exec ctest -j "$jobs" --output-on-failure
+  (cd "$build" && ctest -j "$jobs" --output-on-failure)
+  # The same unit, end-to-end, interop and example tests again, built with
+  # AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer (gRPC
+  # core itself is not instrumented). Valgrind, install and benchmark runs
+  # are left to the plain build.
+  echo "== building with -fsanitize=address,undefined in $build-asan"
+  cmake -S . -B "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DPRPC_WERROR=ON \
+    -DPRPC_SANITIZE=address,undefined > /dev/null
+  cmake --build "$build-asan" -j "$jobs" > "$build-asan.log" 2>&1 ||
+    { cat "$build-asan.log"; exit 1; }
+  echo "== running the tests under the sanitizers"
+  cd "$build-asan"
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  exec ctest -j "$jobs" --output-on-failure -E "^(valgrind|install|bench)\."
 fi
 
 echo "== demo: greeter_server on a unix socket and on TCP 127.0.0.1"

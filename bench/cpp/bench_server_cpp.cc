@@ -6,21 +6,34 @@
 //
 // ADDR is a gRPC address (unix:/path, unix-abstract:name, 127.0.0.1:0, ...)
 // or fd:N, an inherited connected socket adopted with
-// grpc::AddInsecureChannelFromFd once the server is running.
+// grpc::AddInsecureChannelFromFd once the server is running (after setting
+// O_NONBLOCK on it: gRPC 1.51 does not, and with a blocking socket the
+// connection's calls hang). One fd is one HTTP/2 connection, usable by one
+// client for its lifetime.
 //
 // --api sync (default) implements Echo::Service (one handler thread per
 // active RPC, taken from gRPC's sync-server thread manager).
 // --api callback implements Echo::CallbackService with reactors (handlers
 // run on gRPC's internal callback executor).
 //
-// --threads N (sync API only) sets the sync server's polling thread pool:
-// SetSyncServerOption(MIN_POLLERS, N) and (MAX_POLLERS, N), with NUM_CQS left
-// at 1. gRPC's sync server still starts an extra thread for an RPC when every
-// poller is busy running a handler; a hard cap (ResourceQuota::SetMaxThreads)
-// is deliberately NOT used, because once it is reached gRPC fails new RPCs
-// with RESOURCE_EXHAUSTED instead of queueing them. Without --threads the
-// gRPC defaults are kept (1 CQ, 1..2 pollers). The callback API has no thread
-// knob in gRPC 1.51; --threads is accepted and ignored there.
+// --threads N (sync API only): gRPC's sync server has no fixed-size pool.
+// Its thread manager keeps between MIN_POLLERS (default 1) and MAX_POLLERS
+// (default 2) threads polling the server completion queue (NUM_CQS, default
+// 1); a poller that takes an RPC runs its handler, and a new poller thread is
+// started if fewer than MIN_POLLERS are left; on return a thread exits if more
+// than MAX_POLLERS are polling. So there is one thread per concurrently
+// running handler plus up to MAX_POLLERS idle ones. --threads N sets
+// SetSyncServerOption(MAX_POLLERS, N) and leaves MIN_POLLERS at 1 and NUM_CQS
+// at 1; without --threads the gRPC defaults are kept (= --threads 2).
+// Not used, on purpose (measured on this project's unary cell, 32 in flight):
+//   * ResourceQuota::SetMaxThreads(N): when the quota is reached gRPC fails
+//     new RPCs with RESOURCE_EXHAUSTED "Server Threadpool Exhausted" instead
+//     of queueing them (it did so even with N = 32);
+//   * MIN_POLLERS = MAX_POLLERS = N: every RPC then starts and ends a thread
+//     (3x to 8x fewer calls/s with 0-byte payloads). Note that --threads 1
+//     is exactly that case (MIN_POLLERS 1 = MAX_POLLERS 1).
+// The callback API has no thread knob in gRPC 1.51; --threads is accepted and
+// ignored there (with a note on stderr).
 //
 // Prints "bench_server_cpp: listening on ADDR (port N)" (TCP) or
 // "bench_server_cpp: listening on ADDR" (unix, fd) for every --listen, then
@@ -30,6 +43,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -302,8 +316,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s: --threads has no effect with --api callback\n",
                    kProg);
     } else {
-      builder.SetSyncServerOption(grpc::ServerBuilder::MIN_POLLERS,
-                                  static_cast<int>(threads));
+      // See the comment at the top: only the number of idle polling
+      // threads kept is set; MIN_POLLERS stays at gRPC's default of 1.
       builder.SetSyncServerOption(grpc::ServerBuilder::MAX_POLLERS,
                                   static_cast<int>(threads));
     }
@@ -320,6 +334,16 @@ int main(int argc, char** argv) {
   }
   for (auto& l : listens) {
     if (l.fd >= 0) {
+      // gRPC's endpoint code needs a non-blocking socket; unlike
+      // CreateInsecureChannelFromFd on the client side,
+      // AddInsecureChannelFromFd does not set O_NONBLOCK itself.
+      int flags = fcntl(l.fd, F_GETFL);
+      if (flags < 0 || fcntl(l.fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        std::fprintf(stderr, "%s: %s: %s\n", kProg, l.addr.c_str(),
+                     std::strerror(errno));
+        server->Shutdown();
+        return 1;
+      }
       grpc::AddInsecureChannelFromFd(server.get(), l.fd);
       std::printf("%s: listening on %s\n", kProg, l.addr.c_str());
     } else if (l.port == 0) {
