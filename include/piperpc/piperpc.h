@@ -300,7 +300,13 @@ PRPC_API grpc_status_code prpc_call_finish(prpc_call *call, void **reply,
 
 /* Server options; start from PRPC_SERVER_OPTS_INIT. */
 typedef struct prpc_server_opts {
-  int threads;        /* worker threads; 0: one per online CPU */
+  int threads;        /* worker threads; 0: one per online CPU. With 1,
+                         every unary handler runs on the thread that polled
+                         its socket and no worker ever wakes another: the
+                         fastest setting for short handlers (see the
+                         README's benchmark), but a handler that blocks
+                         holds up every other call, and one that calls its
+                         own server waits for its deadline. */
   int grace_ms;       /* graceful drain time at shutdown; 0: 5000 ms */
   unsigned socket_mode; /* mode of created unix socket files; 0: 0600 */
   int max_send_bytes; /* 0: gRPC default (no limit) */
