@@ -86,22 +86,12 @@ int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
   return 0;
 }
 
-static void cq_destroy(grpc_completion_queue *cq) {
-  grpc_completion_queue_shutdown(cq);
-  /* A pluck queue reports GRPC_QUEUE_SHUTDOWN once it is empty. */
-  while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                     NULL)
-             .type != GRPC_QUEUE_SHUTDOWN)
-    ;
-  grpc_completion_queue_destroy(cq);
-}
-
 void prpc_channel_destroy(prpc_channel *ch) {
   method_handle *h, *next;
   if (!ch)
     return;
   for (size_t i = 0; i < ch->n_cqs; i++)
-    cq_destroy(ch->cqs[i]);
+    prpc__cq_destroy(ch->cqs[i], 1);
   free(ch->cqs);
   for (h = atomic_load(&ch->handles); h; h = next) {
     next = h->next;
@@ -130,7 +120,7 @@ static void cq_put(prpc_channel *ch, grpc_completion_queue *cq) {
     grpc_completion_queue **cqs = realloc(ch->cqs, cap * sizeof(*cqs));
     if (!cqs) {
       pthread_mutex_unlock(&ch->mu);
-      cq_destroy(cq);
+      prpc__cq_destroy(cq, 1);
       return;
     }
     ch->cqs = cqs;

@@ -131,6 +131,9 @@ int prpc__core_server_add_tcp(grpc_server *srv, const char *addr);
 /* Hands a connected socket to the server; the server owns fd afterwards. */
 void prpc__core_server_add_fd(grpc_server *srv, int fd);
 
+/* Shuts a completion queue down, drains it, destroys it. */
+void prpc__cq_destroy(grpc_completion_queue *cq, int pluck);
+
 /* ---- time ---- */
 gpr_timespec prpc__deadline_from_ms(int64_t timeout_ms);
 int64_t prpc__ms_until(gpr_timespec deadline); /* -1 for infinite */

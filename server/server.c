@@ -517,14 +517,8 @@ static slot *slot_new(worker *w, method_entry *me) {
 static void slot_destroy(slot *s) {
   ctx_reset(&s->ctx);
   grpc_metadata_array_destroy(&s->ctx.core_md);
-  if (s->ctx.cq) {
-    grpc_completion_queue_shutdown(s->ctx.cq);
-    while (grpc_completion_queue_pluck(s->ctx.cq, NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-               .type != GRPC_QUEUE_SHUTDOWN)
-      ;
-    grpc_completion_queue_destroy(s->ctx.cq);
-  }
+  if (s->ctx.cq)
+    prpc__cq_destroy(s->ctx.cq, 1);
   pthread_mutex_destroy(&s->ctx.close_mu);
   grpc_call_details_destroy(&s->details);
   free(s);
@@ -1320,6 +1314,19 @@ int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
   return 0;
 }
 
+/* Appends a listener for t; NULL when out of memory. */
+static listener *listener_push(prpc_server *srv, const prpc__target *t) {
+  listener *l = realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(*l));
+  if (!l)
+    return NULL;
+  srv->listeners = l;
+  l = &srv->listeners[srv->n_listeners];
+  memset(l, 0, sizeof(*l));
+  l->t = *t;
+  l->fd = -1;
+  return l;
+}
+
 int prpc_server_add_listener(prpc_server *srv, const char *target,
                              int *port) {
   prpc__target t;
@@ -1332,14 +1339,8 @@ int prpc_server_add_listener(prpc_server *srv, const char *target,
   rc = prpc__target_parse(target, 1, &t);
   if (rc != 0)
     return rc;
-  l = realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(*l));
-  if (!l)
+  if (!(l = listener_push(srv, &t)))
     return prpc__fail(-ENOMEM, "out of memory");
-  srv->listeners = l;
-  l = &srv->listeners[srv->n_listeners];
-  memset(l, 0, sizeof(*l));
-  l->t = t;
-  l->fd = -1;
   switch (t.kind) {
   case PRPC__TARGET_UNIX:
   case PRPC__TARGET_ABSTRACT:
@@ -1399,14 +1400,9 @@ int prpc_server_add_tls_listener(prpc_server *srv, const char *target,
   rc = prpc__core_server_add_tls(srv->core, t.core, tls);
   if (rc < 0)
     return rc;
-  listener *l = realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(*l));
-  if (!l)
+  if (!listener_push(srv, &t))
     return prpc__fail(-ENOMEM, "out of memory");
-  srv->listeners = l;
-  l = &srv->listeners[srv->n_listeners++];
-  memset(l, 0, sizeof(*l));
-  l->t = t;
-  l->fd = -1;
+  srv->n_listeners++;
   if (port)
     *port = rc;
   return 0;
@@ -1787,15 +1783,8 @@ void prpc_server_destroy(prpc_server *srv) {
     pthread_mutex_destroy(&srv->workers[i].poll_mu);
     free(srv->workers[i].deferred);
   }
-  if (srv->shutdown_cq) {
-    grpc_completion_queue_shutdown(srv->shutdown_cq);
-    while (grpc_completion_queue_pluck(srv->shutdown_cq, NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME),
-                                       NULL)
-               .type != GRPC_QUEUE_SHUTDOWN)
-      ;
-    grpc_completion_queue_destroy(srv->shutdown_cq);
-  }
+  if (srv->shutdown_cq)
+    prpc__cq_destroy(srv->shutdown_cq, 1);
   close(srv->wake[0]);
   close(srv->wake[1]);
   close(srv->stop[0]);

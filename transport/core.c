@@ -254,6 +254,19 @@ void prpc__core_server_add_fd(grpc_server *srv, int fd) {
   grpc_server_credentials_release(creds);
 }
 
+void prpc__cq_destroy(grpc_completion_queue *cq, int pluck) {
+  grpc_completion_queue_shutdown(cq);
+  /* The queue reports GRPC_QUEUE_SHUTDOWN once it is empty. */
+  for (;;) {
+    gpr_timespec inf = gpr_inf_future(GPR_CLOCK_REALTIME);
+    grpc_event ev = pluck ? grpc_completion_queue_pluck(cq, NULL, inf, NULL)
+                          : grpc_completion_queue_next(cq, inf, NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+  }
+  grpc_completion_queue_destroy(cq);
+}
+
 gpr_timespec prpc__deadline_from_ms(int64_t timeout_ms) {
   if (timeout_ms <= 0)
     return gpr_inf_future(GPR_CLOCK_MONOTONIC);
