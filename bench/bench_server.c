@@ -118,6 +118,7 @@ int main(int argc, char **argv) {
       printf("bench_server: listening on %s\n", argv[i + 1]);
   }
   if (bench__echo_server__register(server, &impl, NULL) != 0 ||
+      prpc_server_enable_health(server) != 0 ||
       prpc_server_start(server) != 0) {
     fprintf(stderr, "bench_server: %s\n", prpc_last_error());
     prpc_server_destroy(server);

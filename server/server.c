@@ -200,6 +200,9 @@ struct prpc_server {
   pthread_t deny_thread;
   int deny_running;
   int deny_shutdown_tag;
+  prpc__health *health;
+  char **service_names; /* the registered services, for health */
+  size_t n_service_names;
   /* shutdown_on_hangup: our copies of the adopted connected fds. */
   int *hangup_fds;
   size_t n_hangup;
@@ -1461,6 +1464,23 @@ int prpc_server_add_rule(prpc_server *srv, int allow, const char *who) {
   return 0;
 }
 
+int prpc_server_enable_health(prpc_server *srv) {
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_enable_health: server is NULL");
+  if (srv->state != SRV_CREATED)
+    return prpc__fail(PRPC_ESTATE, "health must be enabled before start");
+  if (srv->health)
+    return prpc__fail(PRPC_EEXIST, "health is already enabled");
+  return prpc__health_create(srv, &srv->health);
+}
+
+int prpc_server_set_serving(prpc_server *srv, const char *service,
+                            int serving) {
+  if (!srv || !srv->health)
+    return prpc__fail(PRPC_ESTATE, "the health service is not enabled");
+  return prpc__health_set(srv->health, service ? service : "", serving);
+}
+
 int prpc_server_register(prpc_server *srv, const prpc_service_desc *svc,
                          const prpc_invoke_fn *invokers, const void *impl,
                          void *user_data) {
@@ -1484,6 +1504,14 @@ int prpc_server_register(prpc_server *srv, const prpc_service_desc *svc,
     srv->methods = me;
     srv->cap_methods = cap;
   }
+  char **names = realloc(srv->service_names,
+                         (srv->n_service_names + 1) * sizeof(*names));
+  if (!names)
+    return prpc__fail(-ENOMEM, "out of memory");
+  srv->service_names = names;
+  if (!(names[srv->n_service_names] = strdup(svc->name)))
+    return prpc__fail(-ENOMEM, "out of memory");
+  srv->n_service_names++;
   for (size_t i = 0; i < svc->n_methods; i++) {
     const prpc_method_desc *m = &svc->methods[i];
     method_entry *me = &srv->methods[srv->n_methods];
@@ -1523,6 +1551,9 @@ int prpc_server_start(prpc_server *srv) {
     srv->workers[i].cq = srv->cq;
   }
   srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+  if (srv->health)
+    prpc__health_known(srv->health, (const char *const *)srv->service_names,
+                       srv->n_service_names);
   grpc_server_start(srv->core);
   srv->state = SRV_STARTED;
 
@@ -1604,6 +1635,8 @@ void prpc_server_shutdown(prpc_server *srv) {
                    gpr_time_from_millis(srv->opts.grace_ms, GPR_TIMESPAN));
   pthread_mutex_unlock(&srv->mu);
 
+  if (srv->health)
+    prpc__health_all_down(srv->health);
   /* No new connections: stop accepting and close the listening sockets, so
    * that a client is refused at once instead of waiting in the backlog. */
   if (srv->accept_running) {
@@ -1777,6 +1810,10 @@ void prpc_server_destroy(prpc_server *srv) {
     close(srv->hangup_fds[i]);
   free(srv->hangup_fds);
   free(srv->rules);
+  prpc__health_destroy(srv->health);
+  for (size_t i = 0; i < srv->n_service_names; i++)
+    free(srv->service_names[i]);
+  free(srv->service_names);
   if (srv->cq)
     grpc_completion_queue_destroy(srv->cq);
   for (int i = 0; i < srv->opts.threads && srv->workers; i++) {

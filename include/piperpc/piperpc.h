@@ -394,6 +394,21 @@ PRPC_API PRPC_MUST_CHECK int prpc_server_add_systemd_listeners(
 PRPC_API PRPC_MUST_CHECK int prpc_server_add_rule(prpc_server *server,
                                                   int allow, const char *who);
 
+/* Adds the standard health service, grpc.health.v1.Health (Check and the
+ * streaming Watch), which probes and supervisors understand. The server as
+ * a whole (service "") and every service registered on it report SERVING
+ * until prpc_server_set_serving() says otherwise; an unknown service gets
+ * NOT_FOUND from Check and SERVICE_UNKNOWN from Watch; when a graceful
+ * shutdown begins, everything reports NOT_SERVING. Before start only.
+ * Returns 0, PRPC_ESTATE, PRPC_EEXIST (already enabled) or -ENOMEM. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_enable_health(prpc_server *server);
+
+/* Sets the health status of service ("package.Service", or "" for the
+ * whole server). Thread-safe, at any time; Watch streams see the change at
+ * once. Returns 0, PRPC_ESTATE (health not enabled) or -ENOMEM. */
+PRPC_API int prpc_server_set_serving(prpc_server *server,
+                                     const char *service, int serving);
+
 /* Starts the worker threads. Returns 0, PRPC_ESTATE (already started),
  * or PRPC_ECORE. On failure nothing listens and no handler will run. */
 PRPC_API PRPC_MUST_CHECK int prpc_server_start(prpc_server *server);

@@ -132,6 +132,7 @@ int main(int argc, char **argv) {
     printf("greeter_server: listening on %d socket(s) from systemd\n", n);
   }
   if (helloworld__greeter_server__register(server, &impl, NULL) != 0 ||
+      prpc_server_enable_health(server) != 0 ||
       prpc_server_start(server) != 0) {
     fprintf(stderr, "greeter_server: %s\n", prpc_last_error());
     prpc_server_destroy(server);

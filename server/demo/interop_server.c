@@ -257,6 +257,7 @@ int main(int argc, char **argv) {
       printf("interop_server: listening on %s\n", argv[i]);
   }
   if (grpc__testing__test_service_server__register(server, &impl, NULL) != 0 ||
+      prpc_server_enable_health(server) != 0 ||
       prpc_server_start(server) != 0) {
     fprintf(stderr, "interop_server: %s\n", prpc_last_error());
     prpc_server_destroy(server);
