@@ -70,6 +70,17 @@
  * /proc/PID/stat utime and stime at WINDOW_START and WINDOW_END, so 10 ms
  * ticks) and server_rss_kb (the child's VmHWM at WINDOW_END).
  *
+ * ---- Placement -------------------------------------------------------------
+ * Where the scheduler puts the two processes can matter more than the
+ * transport. Waking a process that sleeps on another CPU is slow on a
+ * virtual machine (about 20 us per wake-up on the 2-vCPU KVM guest this was
+ * written on: a pipe round trip took ~43 us across CPUs, ~5 us on one CPU),
+ * while streams of big messages gain from two CPUs copying at once. The
+ * placement the scheduler picks tends to stick for a whole run, so unpinned
+ * results are bimodal; --cpus C,S makes them repeatable (the driver's --pin
+ * runs everything on CPU 0, i.e. --cpus 0,0). shm spinning only pays with
+ * the two on different CPUs.
+ *
  * ---- Spawned servers: pipe, socketpair, shm ------------------------------
  * These need a parent and a child: the client makes the channel, then
  * posix_spawn()s itself (/proc/self/exe) --serve KIND --fd ... --ppid PID,
@@ -101,18 +112,20 @@
  * waiting = mask, seq_cst fence, re-check the rings, FUTEX_WAIT(bell, old
  * value). Waking: after publishing head (or tail) the other side does a
  * seq_cst fence and loads the peer's mask; only if the peer waits for that
- * (WANT_READ after head, WANT_WRITE after tail) does it bump the bell and
- * FUTEX_WAKE. The two fences make this Dekker-safe: either the sleeper sees
- * the new counter, or the publisher sees the mask (and then the bell moved,
- * so FUTEX_WAIT returns at once). A side that is spinning costs its peer no
- * system call at all. Closing bumps the bell unconditionally. Sleeps time
- * out every 200 ms to notice a dead peer (the child also has
- * PR_SET_PDEATHSIG). Spinning only delays a peer that shares our CPU, so a
- * side skips it when the peer last began to wait on the CPU it is on now
- * (each side records sched_getcpu() there), and it is off altogether when
- * the process may use one CPU only (the driver's --pin). Without that check
- * the two often ended up on one CPU, each spinning out its 20 us while the
- * other could not run: ~50 us round trips instead of ~0.5.
+ * (WANT_READ after head, WANT_WRITE after tail) does it clear the mask,
+ * bump the bell and FUTEX_WAKE. The two fences make this Dekker-safe:
+ * either the sleeper sees the new counter, or the publisher sees the mask
+ * (and then the bell moved, so FUTEX_WAIT returns at once). A side that
+ * is spinning costs its peer no system call at all, and a sleeper is woken
+ * once however much is published before it runs. Closing bumps the bell
+ * unconditionally. Sleeps time out every 200 ms to notice a dead peer (the
+ * child also has PR_SET_PDEATHSIG). Spinning only delays a peer that shares
+ * our CPU, so a side skips it when the peer last began to wait on the CPU
+ * it is on now (each side records sched_getcpu() there), and it is off
+ * altogether when the two may only share one CPU (the driver's --pin).
+ * Without that check the two often ended up on one CPU, each spinning out
+ * its 20 us while the other could not run: ~50 us round trips instead of
+ * ~0.5.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -379,10 +392,14 @@ static int shm_wait(struct conn *c, unsigned want) {
   return 0;
 }
 
-/* after publishing: wake the peer if it sleeps waiting for `what` */
+/* after publishing: wake the peer if it sleeps waiting for `what`. Taking
+ * its mask to 0 means one wake-up per sleep: until it runs and waits again,
+ * further publications cost no system call (when both share a CPU, the
+ * sleeper may not run for a while). */
 static inline void shm_notify(struct conn *c, unsigned what) {
   atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&c->peer->waiting, memory_order_relaxed) & what)
+  if ((atomic_load_explicit(&c->peer->waiting, memory_order_relaxed) & what) &&
+      atomic_exchange_explicit(&c->peer->waiting, 0, memory_order_seq_cst))
     shm_wake(c->peer);
 }
 
