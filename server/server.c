@@ -214,6 +214,7 @@ struct prpc_server {
   /* Handlers running (unary until its reply batch is started, streaming
    * until it ends): the queue may only be shut down when none is. */
   atomic_int busy;
+  atomic_int stopping; /* set when shutdown begins; read by workers */
   grpc_completion_queue *shutdown_cq;
   int shutdown_tag;
 };
@@ -811,7 +812,7 @@ int prpc_ctx_read(prpc_ctx *ctx, void **msg) {
 
 static void handler_done(prpc_server *srv) {
   /* Only a shutdown waits for this: take the lock only then. */
-  if (atomic_fetch_sub(&srv->busy, 1) == 1 && srv->state != SRV_STARTED) {
+  if (atomic_fetch_sub(&srv->busy, 1) == 1 && atomic_load(&srv->stopping)) {
     pthread_mutex_lock(&srv->mu);
     pthread_cond_broadcast(&srv->cv);
     pthread_mutex_unlock(&srv->mu);
@@ -1630,6 +1631,7 @@ void prpc_server_shutdown(prpc_server *srv) {
     return;
   }
   srv->state = SRV_STOPPING;
+  atomic_store(&srv->stopping, 1);
   srv->stop_deadline =
       gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                    gpr_time_from_millis(srv->opts.grace_ms, GPR_TIMESPAN));
