@@ -68,6 +68,17 @@ static prpc_call_opts deadline(int64_t ms) {
   return o;
 }
 
+/* Ends a call and checks its status; the status is released either way. */
+static int finish_expect(prpc_call *call, grpc_status_code want) {
+  prpc_status st = PRPC_STATUS_INIT;
+  grpc_status_code c = prpc_call_finish(call, NULL, &st);
+  if (c != want)
+    fail("status %s (%s), want %s", prpc_status_name(c),
+         st.message ? st.message : "", prpc_status_name(want));
+  prpc_status_clear(&st);
+  return c == want ? 0 : -1;
+}
+
 /* ---- the cases ---- */
 
 static int empty_unary(void) {
@@ -216,7 +227,6 @@ static int output_stream(const int *sizes, const int *compressed, size_t n) {
   Grpc__Testing__BoolValue bv[8];
   Grpc__Testing__StreamingOutputCallResponse *rep;
   prpc_call *call;
-  prpc_status st = PRPC_STATUS_INIT;
   prpc_call_opts o = deadline(10000);
   size_t got = 0;
   for (size_t i = 0; i < n; i++) {
@@ -253,9 +263,8 @@ static int output_stream(const int *sizes, const int *compressed, size_t n) {
     }
     got++;
   }
-  grpc_status_code c = prpc_call_finish(call, NULL, &st);
-  CHECK_CODE(c, GRPC_STATUS_OK, &st);
-  prpc_status_clear(&st);
+  if (finish_expect(call, GRPC_STATUS_OK) != 0)
+    return -1;
   CHECK(got == n, "%zu responses, want %zu", got, n);
   return 0;
 }
@@ -318,16 +327,14 @@ static int ping_pong(void) {
   CHECK(grpc__testing__test_service_client__full_duplex_call_read(call,
                                                                   &rep) == 0,
         "a response after the last one");
-  grpc_status_code c = prpc_call_finish(call, NULL, &st);
-  CHECK_CODE(c, GRPC_STATUS_OK, &st);
-  prpc_status_clear(&st);
+  if (finish_expect(call, GRPC_STATUS_OK) != 0)
+    return -1;
   return 0;
 }
 
 static int empty_stream(void) {
   prpc_call *call;
   prpc_call_opts o = deadline(10000);
-  prpc_status st = PRPC_STATUS_INIT;
   Grpc__Testing__StreamingOutputCallResponse *rep;
   if (grpc__testing__test_service_client__full_duplex_call_start(ch, &o,
                                                                  &call) != 0)
@@ -337,9 +344,8 @@ static int empty_stream(void) {
                                                                       &rep);
   if (got == 1)
     protobuf_c_message_free_unpacked(&rep->base, NULL);
-  grpc_status_code c = prpc_call_finish(call, NULL, &st);
-  CHECK_CODE(c, GRPC_STATUS_OK, &st);
-  prpc_status_clear(&st);
+  if (finish_expect(call, GRPC_STATUS_OK) != 0)
+    return -1;
   CHECK(got == 0, "the server sent a response");
   return 0;
 }
@@ -347,21 +353,18 @@ static int empty_stream(void) {
 static int cancel_after_begin(void) {
   prpc_call *call;
   prpc_call_opts o = deadline(10000);
-  prpc_status st = PRPC_STATUS_INIT;
   if (grpc__testing__test_service_client__streaming_input_call_start(
           ch, &o, &call) != 0)
     return fail("cannot start: %s", prpc_last_error());
   prpc_call_cancel(call);
-  grpc_status_code c = prpc_call_finish(call, NULL, &st);
-  CHECK_CODE(c, GRPC_STATUS_CANCELLED, &st);
-  prpc_status_clear(&st);
+  if (finish_expect(call, GRPC_STATUS_CANCELLED) != 0)
+    return -1;
   return 0;
 }
 
 static int cancel_after_first_response(void) {
   prpc_call *call;
   prpc_call_opts o = deadline(10000);
-  prpc_status st = PRPC_STATUS_INIT;
   Grpc__Testing__StreamingOutputCallResponse *rep;
   if (grpc__testing__test_service_client__full_duplex_call_start(ch, &o,
                                                                  &call) != 0)
@@ -375,16 +378,14 @@ static int cancel_after_first_response(void) {
   }
   protobuf_c_message_free_unpacked(&rep->base, NULL);
   prpc_call_cancel(call);
-  grpc_status_code c = prpc_call_finish(call, NULL, &st);
-  CHECK_CODE(c, GRPC_STATUS_CANCELLED, &st);
-  prpc_status_clear(&st);
+  if (finish_expect(call, GRPC_STATUS_CANCELLED) != 0)
+    return -1;
   return 0;
 }
 
 static int timeout_on_sleeping_server(void) {
   prpc_call *call;
   prpc_call_opts o = deadline(1);
-  prpc_status st = PRPC_STATUS_INIT;
   if (grpc__testing__test_service_client__full_duplex_call_start(ch, &o,
                                                                  &call) != 0)
     return fail("cannot start: %s", prpc_last_error());
@@ -393,9 +394,8 @@ static int timeout_on_sleeping_server(void) {
       GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
   req.payload = zeros(27182);
   grpc__testing__test_service_client__full_duplex_call_write(call, &req);
-  grpc_status_code c = prpc_call_finish(call, NULL, &st);
-  CHECK_CODE(c, GRPC_STATUS_DEADLINE_EXCEEDED, &st);
-  prpc_status_clear(&st);
+  if (finish_expect(call, GRPC_STATUS_DEADLINE_EXCEEDED) != 0)
+    return -1;
   return 0;
 }
 
