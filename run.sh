@@ -31,9 +31,9 @@ fi
 if [ "$mode" = test ]; then
   # Cross-language peers (Python grpcio and its stub generator), valgrind,
   # openssl for the TLS test certificates, setpriv to run a client as
-  # another user.
+  # another user, doxygen for the API reference.
   packages+=(python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
-    valgrind openssl util-linux)
+    valgrind openssl util-linux doxygen)
 fi
 missing=()
 for p in "${packages[@]}"; do

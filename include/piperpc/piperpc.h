@@ -475,6 +475,8 @@ PRPC_API void prpc_ctx_set_message(prpc_ctx *ctx, const char *message);
  * -EINVAL (bad key or value, as prpc_metadata_add()), or -ENOMEM. */
 PRPC_API int prpc_ctx_add_header(prpc_ctx *ctx, const char *key,
                                  const void *value, size_t value_len);
+/* As prpc_ctx_add_header(), for trailing metadata (any time before the
+ * handler returns). */
 PRPC_API int prpc_ctx_add_trailer(prpc_ctx *ctx, const char *key,
                                   const void *value, size_t value_len);
 
@@ -491,6 +493,8 @@ PRPC_API char *prpc_ctx_strdup(prpc_ctx *ctx, const char *s);
  * PRPC_ECLOSED when the call was cancelled, PRPC_EMSG when a message did not
  * decode (the call then ends with INVALID_ARGUMENT). */
 PRPC_API int prpc_ctx_write(prpc_ctx *ctx, const void *msg);
+/* Receives one request message of a client- or bidi-streaming call; see
+ * prpc_ctx_write() for the results. */
 PRPC_API int prpc_ctx_read(prpc_ctx *ctx, void **msg);
 /* prpc_ctx_write() with flags (PRPC_WRITE_NO_COMPRESS). */
 PRPC_API int prpc_ctx_write_ex(prpc_ctx *ctx, const void *msg,
@@ -515,6 +519,7 @@ PRPC_API int prpc_ctx_request_compressed(const prpc_ctx *ctx);
  * pipe". Opaque. Either side may be the gRPC server. */
 typedef struct prpc_child prpc_child;
 
+/* Options of prpc_spawn(); start from PRPC_SPAWN_OPTS_INIT. */
 typedef struct prpc_spawn_opts {
   int child_fd;         /* the fd number the child gets; 0: 3 */
   const char *env_name; /* borrowed; the variable that tells the child its
