@@ -1,4 +1,4 @@
-/* hello_client [TARGET [NAME]]: one SayHello call with a 1 s deadline. */
+/* hello_client [TARGET [NAME]]: one SayHello call with a 5 s deadline. */
 #include <stdio.h>
 
 #include "hello.prpc.h"
@@ -15,7 +15,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   request.name = argc > 2 ? argv[2] : "world";
-  opts.timeout_ms = 1000; /* sent to the server as the gRPC deadline */
+  opts.timeout_ms = 5000; /* sent to the server as the gRPC deadline */
+  opts.wait_for_ready = 1; /* a server still starting: wait, up to 5 s */
   grpc_status_code code = helloworld__greeter_client__say_hello(
       channel, &request, &opts, &reply, &status);
   if (code == GRPC_STATUS_OK) {

@@ -67,3 +67,10 @@ out=$(LD_LIBRARY_PATH="$libdir" "$tmp/client-pc" "$target" pkgconfig)
 [ "$out" = "Hello pkgconfig" ] || { echo "unexpected reply: $out"; exit 1; }
 stop_server
 echo "pkg-config: ok"
+
+# 3. The README's tutorial, as written, against the installed package.
+out=$(cd "$src" && PREFIX="$prefix" APP="$tmp/tutorial" sh examples/tutorial/tutorial.sh)
+[ "$(printf '%s\n' "$out" | tail -1)" = "Hello tutorial" ] ||
+  { echo "tutorial printed: $out"; exit 1; }
+[ ! -e "$tmp/tutorial/hello.sock" ] || { echo "tutorial left its socket"; exit 1; }
+echo "tutorial: ok"
