@@ -109,6 +109,10 @@ void prpc__core_unref(void);
 size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
                             const char *authority, int compression,
                             const char *tls_name);
+/* Server channel args that close connections idle for idle_ms (no call in
+ * flight, or a handshake never completed); nothing for idle_ms <= 0. Fills
+ * args[] (at least 2 slots) and returns how many were used. */
+size_t prpc__core_idle_args(grpc_arg *args, int idle_ms);
 /* Parses a compression algorithm name; returns 0 or -EINVAL. */
 int prpc__core_compression(const char *name, grpc_compression_algorithm *out);
 /* 1 if the last message received on call came compressed on the wire. */

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -28,8 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REQUESTS_PER_METHOD 2
@@ -188,6 +191,7 @@ struct prpc_server {
   pthread_mutex_t conn_mu;
   conn_info *conns; /* indexed by fd */
   size_t n_conns;
+  atomic_ullong refused; /* connections closed at accept */
 
   gid_t socket_gid; /* (gid_t)-1: leave */
   prpc__rule *rules;
@@ -797,8 +801,18 @@ int prpc_ctx_read(prpc_ctx *ctx, void **msg) {
   op.data.recv_message.recv_message = &bb;
   if (!stream_batch(s, &op, 1, &ctx->read_tag))
     return prpc__fail(PRPC_ECLOSED, "the call has ended");
-  if (!bb)
+  if (!bb) {
+    /* gRPC core ends a read without a message both at the client's
+     * half-close and when the call dies (the client cancelled, or its
+     * connection closed): tell them apart by the call's close op, which
+     * completes with the same transport event when the call dies. */
+    for (int i = 0; i < 8; i++) {
+      if (prpc_ctx_is_cancelled(ctx))
+        return prpc__fail(PRPC_ECLOSED, "the call has ended");
+      sched_yield(); /* the close op may be a few instructions behind */
+    }
     return 0; /* the client half-closed */
+  }
   *msg = prpc__decode(s->me->m->codec, s->me->m->input, bb, NULL);
   grpc_byte_buffer_destroy(bb);
   if (!*msg) {
@@ -1034,6 +1048,7 @@ static void admit(prpc_server *srv, int fd, size_t li) {
               "connections are open (max_connections)",
               listener_name(srv, li), (int)ci.pid, (unsigned)ci.uid,
               srv->opts.max_connections);
+    atomic_fetch_add(&srv->refused, 1);
     close(fd);
     return;
   }
@@ -1063,19 +1078,89 @@ static void admit(prpc_server *srv, int fd, size_t li) {
   prpc__core_server_add_fd(srv->core, fd);
 }
 
-static void accept_one(prpc_server *srv, size_t li, int *backoff) {
+/* The accept thread's state. When the process runs out of file
+ * descriptors, accept() fails with EMFILE but the connection stays in the
+ * backlog and the listener stays readable: polling again would spin. The
+ * thread keeps one descriptor in reserve (/dev/null) to close, accept the
+ * waiting connection and close it at once (the client sees the refusal
+ * instead of waiting), then take the reserve back; when even that fails it
+ * pauses for 100 ms. It logs the first failure, then at most one line
+ * every 10 s while they go on, and one when accepting works again. */
+#define ACCEPT_LOG_INTERVAL_S 10
+
+typedef struct accept_state {
+  int spare;   /* the reserved descriptor, or -1 */
+  int backoff; /* 1: poll only the wake pipe for 100 ms */
+  int failing; /* in a run of accept failures */
+  struct timespec last_log;
+  unsigned long long refused; /* since the last line */
+} accept_state;
+
+static double seconds_since(const struct timespec *t) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - t->tv_sec) +
+         (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void accept_failed(prpc_server *srv, size_t li, accept_state *st,
+                          int err) {
+  int refused = 0;
+  if (st->spare >= 0) {
+    close(st->spare);
+    st->spare = -1;
+    int fd = accept4(srv->listeners[li].fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      close(fd);
+      refused = 1;
+      atomic_fetch_add(&srv->refused, 1);
+      st->refused++;
+    }
+    st->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  if (!refused || st->spare < 0)
+    st->backoff = 1; /* nothing to refuse with: sleep rather than spin */
+  if (!st->failing) {
+    struct rlimit rl;
+    char limit[64] = "";
+    if (err == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+      snprintf(limit, sizeof(limit), " (RLIMIT_NOFILE %llu)",
+               (unsigned long long)rl.rlim_cur);
+    prpc__log(PRPC__LOG_WARN,
+              "cannot accept on %s: %s%s: refusing new connections until "
+              "resources are free",
+              listener_name(srv, li), strerror(err), limit);
+    st->failing = 1;
+    st->refused = 0;
+    clock_gettime(CLOCK_MONOTONIC, &st->last_log);
+  } else if (seconds_since(&st->last_log) >= ACCEPT_LOG_INTERVAL_S) {
+    prpc__log(PRPC__LOG_WARN,
+              "still cannot accept on %s: %s: %llu connections refused in "
+              "the last %d s",
+              listener_name(srv, li), strerror(err), st->refused,
+              ACCEPT_LOG_INTERVAL_S);
+    st->refused = 0;
+    clock_gettime(CLOCK_MONOTONIC, &st->last_log);
+  }
+}
+
+static void accept_one(prpc_server *srv, size_t li, accept_state *st) {
   int fd = accept4(srv->listeners[li].fd, NULL, NULL,
                    SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) {
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-        errno == ENOMEM) {
-      prpc__log(PRPC__LOG_WARN,
-                "cannot accept on %s: %s; pausing new connections for 100 ms",
-                listener_name(srv, li), strerror(errno));
-      *backoff = 1;
-    }
+        errno == ENOMEM)
+      accept_failed(srv, li, st, errno);
     return; /* EAGAIN, ECONNABORTED, EINTR: try again on the next poll */
   }
+  if (st->failing) {
+    prpc__log(PRPC__LOG_WARN,
+              "accepting connections on %s again (%llu refused meanwhile)",
+              listener_name(srv, li), st->refused);
+    st->failing = 0;
+  }
+  if (st->spare < 0)
+    st->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   admit(srv, fd, li);
 }
 
@@ -1161,7 +1246,11 @@ static void *deny_main(void *arg) {
 }
 
 static int deny_start(prpc_server *srv) {
-  srv->deny_core = prpc__core_server_create(NULL);
+  grpc_arg args[2];
+  grpc_channel_args cargs = {0, args};
+  /* Denied peers' idle connections are closed like the others. */
+  cargs.num_args = prpc__core_idle_args(args, srv->opts.idle_timeout_ms);
+  srv->deny_core = prpc__core_server_create(&cargs);
   srv->deny_cq = grpc_completion_queue_create_for_next(NULL);
   if (!srv->deny_core || !srv->deny_cq)
     return -1;
@@ -1198,7 +1287,9 @@ static void *accept_main(void *arg) {
   struct pollfd *pfds = calloc(cap, sizeof(*pfds));
   size_t *which = calloc(cap, sizeof(*which));
   size_t n = 0, first_hangup, hung = 0;
-  int backoff = 0;
+  accept_state st;
+  memset(&st, 0, sizeof(st));
+  st.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (!pfds || !which) {
     prpc__log(PRPC__LOG_ERROR, "out of memory in the accept thread");
     free(pfds);
@@ -1221,16 +1312,19 @@ static void *accept_main(void *arg) {
     pfds[n++].events = POLLRDHUP;
   }
   for (;;) {
-    /* After EMFILE the listener stays readable: sleep instead of spinning. */
-    int rc = poll(pfds, backoff ? 1 : n, backoff ? 100 : -1);
-    backoff = 0;
+    /* Out of descriptors with none in reserve: the listener stays
+     * readable, so sleep instead of spinning. */
+    int rc = poll(pfds, st.backoff ? 1 : n, st.backoff ? 100 : -1);
+    if (st.backoff && st.spare < 0)
+      st.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    st.backoff = 0;
     if (rc < 0 && errno != EINTR)
       break;
     if (pfds[0].revents)
       break; /* shutdown */
     for (size_t i = 1; i < first_hangup; i++)
       if (pfds[i].revents & POLLIN)
-        accept_one(srv, which[i], &backoff);
+        accept_one(srv, which[i], &st);
     for (size_t i = first_hangup; i < n; i++) {
       if (pfds[i].fd >= 0 && pfds[i].revents) {
         pfds[i].fd = -1; /* poll() skips it from now on */
@@ -1244,6 +1338,8 @@ static void *accept_main(void *arg) {
       break;
     }
   }
+  if (st.spare >= 0)
+    close(st.spare);
   free(pfds);
   free(which);
   return NULL;
@@ -1253,16 +1349,18 @@ static void *accept_main(void *arg) {
 
 int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
   prpc_server *srv;
-  grpc_arg args[6];
+  grpc_arg args[8];
   grpc_channel_args cargs;
   if (!out)
     return prpc__fail(-EINVAL, "prpc_server_create: out is NULL");
   gid_t group = (gid_t)-1;
   if (opts && (opts->threads < 0 || opts->grace_ms < 0 ||
-               opts->max_connections < 0 || (opts->socket_mode & ~0777u)))
+               opts->max_connections < 0 || opts->idle_timeout_ms < 0 ||
+               (opts->socket_mode & ~0777u)))
     return prpc__fail(-EINVAL, "prpc_server_create: negative threads, "
-                               "grace_ms or max_connections, or "
-                               "socket_mode beyond 0777");
+                               "grace_ms, max_connections or "
+                               "idle_timeout_ms, or socket_mode beyond "
+                               "0777");
   if (opts && opts->socket_group) {
     int rc = prpc__group_parse(opts->socket_group, &group);
     if (rc != 0)
@@ -1298,6 +1396,8 @@ int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
   cargs.num_args = prpc__core_size_args(args, srv->opts.max_send_bytes,
                                         srv->opts.max_recv_bytes, NULL, -1,
                                         NULL);
+  cargs.num_args +=
+      prpc__core_idle_args(args + cargs.num_args, srv->opts.idle_timeout_ms);
   cargs.args = args;
   prpc__core_ref();
   srv->core = prpc__core_server_create(&cargs);
@@ -1783,6 +1883,16 @@ int prpc_server_run(prpc_server *srv) {
   close(sp[0]);
   close(sp[1]);
   return rc != 0 ? rc : prpc_server_wait(srv);
+}
+
+int prpc_server_get_stats(prpc_server *srv, prpc_server_stats *out) {
+  if (!srv || !out)
+    return prpc__fail(-EINVAL, "prpc_server_get_stats: NULL argument");
+  memset(out, 0, sizeof(*out));
+  out->calls_active = atomic_load(&srv->busy);
+  out->connections = conns_live(srv);
+  out->connections_refused = atomic_load(&srv->refused);
+  return 0;
 }
 
 void prpc_server_destroy(prpc_server *srv) {

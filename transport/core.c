@@ -82,6 +82,28 @@ size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
   return n;
 }
 
+size_t prpc__core_idle_args(grpc_arg *args, int idle_ms) {
+  size_t n = 0;
+  if (idle_ms <= 0)
+    return 0;
+  /* The max-age filter of a server channel sends GOAWAY to a connection
+   * that has had no call for this long, and the transport then closes it.
+   * gRPC core builds that filter into every server channel, the ones made
+   * from our accepted fds (grpc_server_add_channel_from_fd) included, and
+   * starts its timer when the channel is created, before any byte of the
+   * HTTP/2 preface: a peer that connects and stalls is idle. */
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = (char *)GRPC_ARG_MAX_CONNECTION_IDLE_MS;
+  args[n].value.integer = idle_ms;
+  n++;
+  /* gRPC core's own listeners (TCP) also time out the handshake (TLS). */
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS;
+  args[n].value.integer = idle_ms;
+  n++;
+  return n;
+}
+
 int prpc__core_compression(const char *name, grpc_compression_algorithm *out) {
   if (!name || !grpc_compression_algorithm_parse(
                    grpc_slice_from_static_string(name), out))

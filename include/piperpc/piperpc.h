@@ -320,8 +320,15 @@ typedef struct prpc_server_opts {
                              given to prpc_server_add_listener() has been
                              closed by its peer (a child whose parent has
                              gone away) */
+  int idle_timeout_ms; /* > 0: close a connection that has had no call in
+                          flight for this long, including one that never
+                          sent a complete HTTP/2 preface or frame (a peer
+                          that connects and stalls); a client's channel
+                          reconnects by itself on its next call. Also bounds
+                          the TLS handshake on TCP listeners. 0: never
+                          (gRPC's default) */
 } prpc_server_opts;
-#define PRPC_SERVER_OPTS_INIT {0, 0, 0, 0, 0, NULL, 0, 0}
+#define PRPC_SERVER_OPTS_INIT {0, 0, 0, 0, 0, NULL, 0, 0, 0}
 
 /* A server: listeners, registered services and worker threads. Opaque.
  * Lifecycle, in this order:
@@ -430,6 +437,24 @@ PRPC_API int prpc_server_wait(prpc_server *server);
  * A program that announces readiness before calling it should block both
  * signals first (sigprocmask) so that none sent early is lost. */
 PRPC_API int prpc_server_run(prpc_server *server);
+
+/* A snapshot of a server's load, for monitoring and tests. */
+typedef struct prpc_server_stats {
+  int calls_active;  /* calls whose handler is running (a unary call until
+                        its reply is handed to gRPC, a streaming call until
+                        its handler returns) */
+  int connections;   /* unix-socket connections open (accepted here or
+                        adopted as fd:N), denied peers included */
+  uint64_t connections_refused; /* unix connections closed at accept:
+                                   beyond max_connections, or while the
+                                   process was out of file descriptors */
+} prpc_server_stats;
+
+/* Fills *out. Thread-safe, at any time after create; cheap enough to call
+ * once a second (it checks each open connection's fd). Returns 0 or
+ * -EINVAL. */
+PRPC_API int prpc_server_get_stats(prpc_server *server,
+                                   prpc_server_stats *out);
 
 /* Shuts down (if running), waits, and frees the server and everything it
  * owns. NULL is ok. Not from a handler. */
