@@ -547,7 +547,9 @@ static void readonly_dir(void) {
 /* ---- SIGTERM under load: a graceful drain, counted ---- */
 
 enum { N_UNARY = 24, N_DOWN = 8, N_UP = 4, N_BOTH = 4 };
-#define N_INFLIGHT (N_UNARY + N_DOWN + N_UP + N_BOTH)
+/* and one straggler: a unary call of 4 s, still running when the others
+ * have ended */
+#define N_INFLIGHT (N_UNARY + N_DOWN + N_UP + N_BOTH + 1)
 #define N_LATE 10
 
 typedef struct drain_call {
@@ -556,6 +558,7 @@ typedef struct drain_call {
   int good; /* ended OK with exactly the expected answer */
   grpc_status_code code;
   char why[128];
+  atomic_int ended;
 } drain_call;
 
 static void *drain_run(void *arg) {
@@ -567,8 +570,8 @@ static void *drain_run(void *arg) {
   snprintf(text, sizeof(text), "k%d-%d", d->kind, d->i);
   req.text = text;
   d->code = GRPC_STATUS_UNKNOWN;
-  if (d->kind == 0) { /* unary, 0.6 to 1.2 s */
-    int ms = 600 + 25 * d->i;
+  if (d->kind == 0 || d->kind == 4) { /* unary, 0.6 to 1.2 s; or 4 s */
+    int ms = d->kind == 4 ? 4000 : 600 + 25 * d->i;
     d->code = unary(d->ch, text, ms, 0, 0, &rep);
     d->good = d->code == GRPC_STATUS_OK && strcmp(rep->text, text) == 0 &&
               rep->n == ms;
@@ -619,6 +622,7 @@ static void *drain_run(void *arg) {
   }
   if (rep)
     protobuf_c_message_free_unpacked(&rep->base, NULL);
+  atomic_store(&d->ended, 1);
   return NULL;
 }
 
@@ -636,18 +640,46 @@ static void *late_run(void *arg) {
   return NULL;
 }
 
+/* Starts N_LATE calls on ch and counts those that ended UNAVAILABLE, and
+ * CANCELLED, within 3 s; fails on any other end. */
+static void late_calls(prpc_channel *ch, int *unavailable, int *cancelled) {
+  late_call late[N_LATE];
+  pthread_t th[N_LATE];
+  *unavailable = *cancelled = 0;
+  for (int i = 0; i < N_LATE; i++) {
+    late[i] = (late_call){ch, GRPC_STATUS_UNKNOWN, 0};
+    ASSERT_EQ(pthread_create(&th[i], NULL, late_run, &late[i]), 0);
+  }
+  for (int i = 0; i < N_LATE; i++) {
+    pthread_join(th[i], NULL);
+    if (late[i].ms > 3000 || (late[i].code != GRPC_STATUS_UNAVAILABLE &&
+                              late[i].code != GRPC_STATUS_CANCELLED))
+      FAIL_AT(__FILE__, __LINE__, "late call %d: %s after %.0f ms", i,
+              prpc_status_name(late[i].code), late[i].ms);
+    *unavailable += late[i].code == GRPC_STATUS_UNAVAILABLE;
+    *cancelled += late[i].code == GRPC_STATUS_CANCELLED;
+  }
+}
+
 static void sigterm_drain(void) {
   const char *extra[] = {"--threads", "48", "--grace-ms", "30000", NULL};
   fixture f;
   drain_call d[N_INFLIGHT];
-  late_call late[N_LATE];
-  pthread_t th[N_INFLIGHT], lth[N_LATE];
-  int ok, n = 0;
+  pthread_t th[N_INFLIGHT];
+  int ok, n = 0, racing_unavailable, racing_cancelled, unavailable,
+      cancelled;
   fixture_start(&f, extra);
-  for (int k = 0; k < 4; k++) {
-    int count = k == 0 ? N_UNARY : k == 1 ? N_DOWN : k == 2 ? N_UP : N_BOTH;
+  for (int k = 0; k < 5; k++) {
+    int count = k == 0   ? N_UNARY
+                : k == 1 ? N_DOWN
+                : k == 2 ? N_UP
+                : k == 3 ? N_BOTH
+                         : 1;
     for (int i = 0; i < count; i++, n++) {
-      d[n] = (drain_call){f.ch, k, i, 0, GRPC_STATUS_UNKNOWN, ""};
+      memset(&d[n], 0, sizeof(d[n]));
+      d[n].ch = f.ch;
+      d[n].kind = k;
+      d[n].i = i;
       ASSERT_EQ(pthread_create(&th[n], NULL, drain_run, &d[n]), 0);
     }
   }
@@ -658,37 +690,40 @@ static void sigterm_drain(void) {
             r->handlers_running, N_INFLIGHT);
   protobuf_c_message_free_unpacked(&r->base, NULL);
   ASSERT_EQ(kill(f.sp.pid, SIGTERM), 0);
-  /* The drain has begun once the server says so. */
+  /* The drain has begun once the server says so (after it has closed its
+   * listener and sent GOAWAY on every connection). */
   double t0 = test_now_ms();
   while (!strstr(server_log(&f.sp), "shutting down: draining") &&
          test_now_ms() - t0 < 10000)
     test_sleep_ms(2);
   ASSERT_CONTAINS(server_log(&f.sp), "shutting down: draining");
-  for (int i = 0; i < N_LATE; i++) {
-    late[i] = (late_call){f.ch, GRPC_STATUS_UNKNOWN, 0};
-    ASSERT_EQ(pthread_create(&lth[i], NULL, late_run, &late[i]), 0);
-  }
-  int completed = 0, refused = 0;
-  for (int i = 0; i < N_INFLIGHT; i++) {
+  /* Calls racing the GOAWAY to the client: refused, one way or the other
+   * (gRPC core cancels a call that reaches it after shutdown began). */
+  late_calls(f.ch, &racing_unavailable, &racing_cancelled);
+  int completed = 0;
+  for (int i = 0; i < N_INFLIGHT - 1; i++) {
     pthread_join(th[i], NULL);
     if (!d[i].good)
       fprintf(stderr, "in-flight call kind %d #%d: %s %s\n", d[i].kind,
               d[i].i, prpc_status_name(d[i].code), d[i].why);
     completed += d[i].good;
   }
-  for (int i = 0; i < N_LATE; i++) {
-    pthread_join(lth[i], NULL);
-    if (late[i].code != GRPC_STATUS_UNAVAILABLE || late[i].ms > 3000)
-      fprintf(stderr, "late call %d: %s after %.0f ms\n", i,
-              prpc_status_name(late[i].code), late[i].ms);
-    refused += late[i].code == GRPC_STATUS_UNAVAILABLE && late[i].ms < 3000;
-  }
-  fprintf(stderr, "SIGTERM with %d calls in flight: %d completed OK with "
-                  "their full answers; %d calls started during the drain: "
-                  "%d UNAVAILABLE\n",
-          N_INFLIGHT, completed, N_LATE, refused);
+  /* Still draining (the straggler runs), and the client has seen the
+   * GOAWAY (the answers above came after it on the same connection): new
+   * calls are UNAVAILABLE, every one. */
+  ASSERT_EQ(atomic_load(&d[N_INFLIGHT - 1].ended), 0);
+  late_calls(f.ch, &unavailable, &cancelled);
+  ASSERT_EQ(atomic_load(&d[N_INFLIGHT - 1].ended), 0);
+  pthread_join(th[N_INFLIGHT - 1], NULL);
+  completed += d[N_INFLIGHT - 1].good;
+  fprintf(stderr,
+          "SIGTERM with %d calls in flight: %d completed OK with their full "
+          "answers; %d calls racing the GOAWAY: %d UNAVAILABLE, %d "
+          "CANCELLED; %d calls later in the drain: %d UNAVAILABLE\n",
+          N_INFLIGHT, completed, N_LATE, racing_unavailable,
+          racing_cancelled, N_LATE, unavailable);
   ASSERT_EQ(completed, N_INFLIGHT);
-  ASSERT_EQ(refused, N_LATE);
+  ASSERT_EQ(unavailable, N_LATE);
   int st = proc_wait(f.sp.pid, 30000);
   ASSERT(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
   ASSERT(!strstr(server_log(&f.sp), "grace period"));
