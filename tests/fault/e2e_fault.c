@@ -4,6 +4,8 @@
  * read-only socket directory, SIGTERM under load; and 1000 connections
  * held at once. The program is also its own killable client process:
  *   e2e_fault --client unary|down|up|both|ok TARGET */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -337,21 +339,43 @@ static double closed_at(int fd, double start, int timeout_ms) {
   }
 }
 
+static int tcp_connect(int port) {
+  struct sockaddr_in sa;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static void stalled_peers(void) {
   static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-  const char *extra[] = {"--idle-timeout-ms", "1000", NULL};
+  const char *extra[] = {"--listen", "127.0.0.1:0", "--idle-timeout-ms",
+                         "1000", NULL};
   fixture f;
-  int fds[3];
+  int fds[6];
   fixture_start(&f, extra);
-  /* 1: sends nothing; 2: half the preface; 3: the preface and half a
-   * frame header. */
-  for (int i = 0; i < 3; i++)
+  ASSERT(f.sp.port > 0);
+  /* On the unix socket and on TCP: 1 sends nothing; 2 half the preface;
+   * 3 the preface and half a frame header. */
+  for (int i = 0; i < 3; i++) {
     ASSERT((fds[i] = unix_connect(f.path)) >= 0);
+    ASSERT((fds[3 + i] = tcp_connect(f.sp.port)) >= 0);
+  }
   double t0 = test_now_ms();
-  ASSERT_EQ(write(fds[1], preface, 12), 12);
-  ASSERT_EQ(write(fds[2], preface, sizeof(preface) - 1),
-            (ssize_t)sizeof(preface) - 1);
-  ASSERT_EQ(write(fds[2], "\x00\x00\x00\x04", 4), 4);
+  for (int i = 1; i < 6; i += 3) {
+    ASSERT_EQ(write(fds[i], preface, 12), 12);
+    ASSERT_EQ(write(fds[i + 1], preface, sizeof(preface) - 1),
+              (ssize_t)sizeof(preface) - 1);
+    ASSERT_EQ(write(fds[i + 1], "\x00\x00\x00\x04", 4), 4);
+  }
   /* Meanwhile the server serves others at once, and a call longer than the
    * idle time keeps its connection. */
   slow_call s = {f.ch, GRPC_STATUS_UNKNOWN};
@@ -360,13 +384,13 @@ static void stalled_peers(void) {
   ASSERT_EQ(unary(f.ch, "meanwhile", 0, 5000, 0, NULL), GRPC_STATUS_OK);
   ASSERT(test_now_ms() - c0 < 1000);
   ASSERT_EQ(pthread_create(&th, NULL, run_slow, &s), 0);
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 6; i++) {
     double t = closed_at(fds[i], t0, 6000);
     if (t < 0)
       FAIL_AT(__FILE__, __LINE__, "stalled peer %d was not closed", i + 1);
-    fprintf(stderr, "stalled peer %d closed after %.0f ms (idle timeout "
+    fprintf(stderr, "stalled %s peer %d closed after %.0f ms (idle timeout "
                     "1000 ms)\n",
-            i + 1, t - t0);
+            i < 3 ? "unix" : "TCP", i % 3 + 1, t - t0);
     ASSERT(t - t0 >= 800);
     ASSERT(t - t0 <= 4000);
     close(fds[i]);

@@ -1,7 +1,7 @@
 /* fault_server: the fault, load and soak tests' server (tests/fault/fault.proto).
- *   fault_server --listen ADDR [--threads N] [--grace-ms N]
- *                [--idle-timeout-ms N] [--max-connections N]
- * Prints "ready" once it serves; stops (draining) on SIGINT or SIGTERM and
+ *   fault_server --listen ADDR [--listen ADDR ...] [--threads N]
+ *                [--grace-ms N] [--idle-timeout-ms N] [--max-connections N]
+ * Prints "port N" for each TCP listener, then "ready" once it serves; stops (draining) on SIGINT or SIGTERM and
  * exits 0, so that a leak checker wrapped around it reports at exit. */
 #include <errno.h>
 #include <signal.h>
@@ -157,7 +157,8 @@ static void usage(void) {
 int main(int argc, char **argv) {
   static const Fault__FaultServer impl = {unary, down, up, both, stats};
   prpc_server_opts opts = PRPC_SERVER_OPTS_INIT;
-  const char *target = NULL;
+  const char *targets[8];
+  int n_targets = 0;
   sigset_t sigs;
   int rc;
   sigemptyset(&sigs);
@@ -167,8 +168,8 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i += 2) {
     if (i + 1 >= argc)
       usage();
-    if (strcmp(argv[i], "--listen") == 0)
-      target = argv[i + 1];
+    if (strcmp(argv[i], "--listen") == 0 && n_targets < 8)
+      targets[n_targets++] = argv[i + 1];
     else if (strcmp(argv[i], "--threads") == 0)
       opts.threads = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--grace-ms") == 0)
@@ -180,10 +181,16 @@ int main(int argc, char **argv) {
     else
       usage();
   }
-  if (!target)
+  if (n_targets == 0)
     usage();
-  if ((rc = prpc_server_create(&opts, &server)) != 0 ||
-      (rc = prpc_server_add_listener(server, target, NULL)) != 0 ||
+  rc = prpc_server_create(&opts, &server);
+  for (int i = 0; rc == 0 && i < n_targets; i++) {
+    int port = 0;
+    if ((rc = prpc_server_add_listener(server, targets[i], &port)) == 0 &&
+        port > 0)
+      printf("port %d\n", port);
+  }
+  if (rc != 0 ||
       (rc = fault__fault_server__register(server, &impl, NULL)) != 0 ||
       (rc = prpc_server_start(server)) != 0) {
     fprintf(stderr, "fault_server: %s (%d: %s)\n", prpc_last_error(), rc,

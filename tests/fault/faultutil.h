@@ -30,6 +30,7 @@ extern char **environ;
 typedef struct server_proc {
   pid_t pid;
   int ready;        /* it printed "ready" */
+  int port;         /* the first "port N" it printed (a TCP listener) */
   char log[PATH_MAX]; /* its stderr */
 } server_proc;
 
@@ -88,7 +89,7 @@ static inline void server_spawn(const char *dir, const char *const *args,
   close(logfd);
   /* "ready\n", or EOF when it exits first. Under valgrind start-up is
    * slow: wait up to 120 s. */
-  char buf[64];
+  char buf[256];
   size_t got = 0;
   struct pollfd pfd = {out[0], POLLIN, 0};
   while (got < sizeof(buf) - 1 && poll(&pfd, 1, 120000) == 1) {
@@ -98,6 +99,9 @@ static inline void server_spawn(const char *dir, const char *const *args,
     got += (size_t)r;
     buf[got] = '\0';
     if (strstr(buf, "ready\n")) {
+      const char *p = strstr(buf, "port ");
+      if (p)
+        sp->port = atoi(p + 5);
       sp->ready = 1;
       break;
     }
