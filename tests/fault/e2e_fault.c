@@ -517,6 +517,7 @@ static void fd_exhaustion(void) {
   fprintf(stderr, "serving again %.0f ms after the connections closed\n",
           test_now_ms() - d0);
   ASSERT_CONTAINS(server_log(&sp), "accepting connections on");
+  fprintf(stderr, "the server's log:\n%s", server_log(&sp));
   prpc_channel_destroy(ch);
   server_stop_clean(&sp);
   test_rmdir(dir);
