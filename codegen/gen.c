@@ -216,6 +216,7 @@ typedef struct service {
   const char *upper;  /* HELLOWORLD__GREETER */
   method *methods;
   size_t n;
+  const char *file_desc; /* the static prpc_file_desc of its .proto */
 } service;
 
 /* Finds the file that defines a fully qualified message name, so that the
@@ -538,8 +539,9 @@ static void emit_source_service(sb *c, const service *s) {
   }
   sb_printf(c,
             "const prpc_service_desc %s__prpc_service = {\n"
-            "  \"%s\", %zu, %s%s\n};\n",
-            fn, s->full, s->n, s->n ? fn : "NULL", s->n ? "__methods" : "");
+            "  \"%s\", %zu, %s%s, &%s\n};\n",
+            fn, s->full, s->n, s->n ? fn : "NULL", s->n ? "__methods" : "",
+            s->file_desc);
 
   for (size_t i = 0; i < s->n; i++) {
     const method *m = &s->methods[i];
@@ -671,6 +673,131 @@ static void emit_source_service(sb *c, const service *s) {
   }
 }
 
+/* ---- descriptors for server reflection ---- */
+
+static const FileProto *find_file(const Request *req, const char *name);
+
+/* Marks in 'in' the index (in req->proto_file) of f and of every file it
+ * imports, directly or not. Returns -1 on an import missing from the
+ * request. */
+static int mark_closure(gen *g, const Request *req, const FileProto *f,
+                        unsigned char *in) {
+  size_t idx = 0;
+  while (idx < req->n_proto_file && req->proto_file[idx] != f)
+    idx++;
+  if (idx == req->n_proto_file || in[idx])
+    return 0;
+  in[idx] = 1;
+  for (size_t i = 0; i < f->n_dependency; i++) {
+    const FileProto *d = find_file(req, f->dependency[i]);
+    if (!d) {
+      fail(g, "%s: imports %s, which is not among the request's proto files",
+           f->name, f->dependency[i]);
+      return -1;
+    }
+    if (mark_closure(g, req, d, in) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* Writes a C string literal's contents: file names are plain text, but
+ * quote what C would not take. */
+static void emit_c_string(sb *c, const char *s) {
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      sb_printf(c, "\\%c", ch);
+    else if (ch < 0x20 || ch >= 0x7f)
+      sb_printf(c, "\\%03o", ch);
+    else
+      sb_printf(c, "%c", ch);
+  }
+}
+
+/* Emits, as static tables, the serialized FileDescriptorProto of f and of
+ * all its imports (transitively), each without source_code_info, in the
+ * request's order (imports before their importers), and sets *sym to the C
+ * name of f's prpc_file_desc. The runtime's reflection service reads them
+ * through prpc_service_desc.file. */
+static int emit_file_descs(gen *g, const Request *req, const FileProto *f,
+                           sb *c, const char **sym) {
+  unsigned char *in = calloc(req->n_proto_file ? req->n_proto_file : 1, 1);
+  int rc = 0;
+  if (!in) {
+    g->oom = 1;
+    return -1;
+  }
+  if (mark_closure(g, req, f, in) != 0) {
+    free(in);
+    return -1;
+  }
+  sb_printf(c, "\n/* ---- descriptors, for server reflection ---- */\n");
+  for (size_t i = 0; i < req->n_proto_file && rc == 0; i++) {
+    const FileProto *d = req->proto_file[i];
+    FileProto copy;
+    uint8_t *bytes;
+    size_t len;
+    if (!in[i])
+      continue;
+    if (!d->name) {
+      fail(g, "a proto file of the request has no name");
+      rc = -1;
+      break;
+    }
+    copy = *d;
+    copy.source_code_info = NULL; /* comments and positions: not needed */
+    len = google__protobuf__file_descriptor_proto__get_packed_size(&copy);
+    bytes = malloc(len ? len : 1);
+    if (!bytes) {
+      g->oom = 1;
+      rc = -1;
+      break;
+    }
+    google__protobuf__file_descriptor_proto__pack(&copy, bytes);
+    sb_printf(c, "\n/* %s */\nstatic const uint8_t prpc_file__%zu_data[%zu] = {",
+              d->name, i, len);
+    for (size_t k = 0; k < len; k++)
+      sb_printf(c, "%s0x%02x,", k % 12 ? " " : "\n  ", bytes[k]);
+    sb_printf(c, "\n};\n");
+    free(bytes);
+    if (d->n_dependency > 0) {
+      sb_printf(c, "static const prpc_file_desc *const prpc_file__%zu_deps[%zu] = {\n",
+                i, d->n_dependency);
+      for (size_t k = 0; k < d->n_dependency; k++) {
+        size_t j = 0;
+        while (j < req->n_proto_file &&
+               (!req->proto_file[j]->name ||
+                strcmp(req->proto_file[j]->name, d->dependency[k]) != 0))
+          j++;
+        if (j >= i) { /* protoc lists imports first; anything else is a bug */
+          fail(g, "%s: import %s does not come before it in the request",
+               d->name, d->dependency[k]);
+          rc = -1;
+          break;
+        }
+        sb_printf(c, "  &prpc_file__%zu,\n", j);
+      }
+      sb_printf(c, "};\n");
+    }
+    sb_printf(c, "static const prpc_file_desc prpc_file__%zu = {\n  \"", i);
+    emit_c_string(c, d->name);
+    sb_printf(c, "\", prpc_file__%zu_data, %zu, %zu, ", i, len,
+              d->n_dependency);
+    if (d->n_dependency > 0)
+      sb_printf(c, "prpc_file__%zu_deps\n};\n", i);
+    else
+      sb_printf(c, "NULL\n};\n");
+    if (d == f) {
+      sb b = {0};
+      sb_printf(&b, "prpc_file__%zu", i);
+      *sym = keep(g, &b);
+    }
+  }
+  free(in);
+  return rc;
+}
+
 /* "dir/foo.proto" -> "dir/foo" */
 static char *strip_proto(gen *g, const char *name) {
   sb b = {0};
@@ -716,7 +843,7 @@ static int generate_file(gen *g, const Request *req, const FileProto *f,
               "#ifndef %s\n#define %s\n\n"
               "#include <piperpc/piperpc.h>\n"
               "#include \"%s.pb-c.h\"\n\n"
-              "#if PRPC_GEN_ABI != 1\n"
+              "#if PRPC_GEN_ABI != 2\n"
               "#error \"Regenerate with the protoc-gen-prpc that matches this "
               "runtime.\"\n"
               "#endif\n\n"
@@ -731,8 +858,15 @@ static int generate_file(gen *g, const Request *req, const FileProto *f,
               "/* source: %s */\n"
               "#include \"%s.prpc.h\"\n",
               f->name, slash ? slash + 1 : base);
-    for (size_t i = 0; i < f->n_service; i++)
+    /* Only a file with services links its descriptors anywhere: the
+     * message-only files it imports travel with it. */
+    const char *file_desc = NULL;
+    if (f->n_service > 0 && emit_file_descs(g, req, f, c, &file_desc) != 0)
+      rc = -1;
+    for (size_t i = 0; rc == 0 && i < f->n_service; i++) {
+      svcs[i].file_desc = file_desc;
       emit_source_service(c, &svcs[i]);
+    }
   }
   for (size_t i = 0; i < f->n_service; i++)
     free(svcs[i].methods);

@@ -13,7 +13,7 @@ extern "C" {
 #endif
 
 /* The ABI generated code is written against. Bumped when a table changes. */
-#define PRPC_GEN_ABI 1
+#define PRPC_GEN_ABI 2
 
 typedef enum prpc_method_kind {
   PRPC_UNARY = 0,
@@ -63,11 +63,26 @@ typedef struct prpc_method_desc {
   const void *output; /* ... and of the response message */
 } prpc_method_desc;
 
+/* One .proto file as protoc saw it, for server reflection: its serialized
+ * google.protobuf.FileDescriptorProto (without source_code_info) and the
+ * files it imports. Generated code embeds one for each file with services
+ * and for everything such a file imports, directly or not. */
+typedef struct prpc_file_desc {
+  const char *name;    /* "helloworld.proto", as protoc named it */
+  const uint8_t *data; /* the serialized FileDescriptorProto */
+  size_t len;
+  size_t n_deps;
+  const struct prpc_file_desc *const *deps; /* its imports, in order */
+} prpc_file_desc;
+
 /* One service: its full name and its methods in .proto order. */
 typedef struct prpc_service_desc {
   const char *name; /* "package.Service" */
   size_t n_methods;
   const prpc_method_desc *methods;
+  /* The file that defines the service (ABI 2); NULL in hand-written tables:
+   * reflection then lists the service but has no descriptor for it. */
+  const prpc_file_desc *file;
 } prpc_service_desc;
 
 /* Calls the application's handler for one method. Generated code writes one

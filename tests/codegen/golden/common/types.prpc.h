@@ -6,7 +6,7 @@
 #include <piperpc/piperpc.h>
 #include "common/types.pb-c.h"
 
-#if PRPC_GEN_ABI != 1
+#if PRPC_GEN_ABI != 2
 #error "Regenerate with the protoc-gen-prpc that matches this runtime."
 #endif
 
