@@ -207,6 +207,8 @@ struct prpc_server {
   prpc__health *health;
   char **service_names; /* the registered services, for health */
   size_t n_service_names;
+  const prpc_service_desc **service_descs; /* the same, for reflection */
+  prpc__reflection *reflection;
   /* shutdown_on_hangup: our copies of the adopted connected fds. */
   int *hangup_fds;
   size_t n_hangup;
@@ -1577,6 +1579,16 @@ int prpc_server_enable_health(prpc_server *srv) {
   return prpc__health_create(srv, &srv->health);
 }
 
+int prpc_server_enable_reflection(prpc_server *srv) {
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_enable_reflection: server is NULL");
+  if (srv->state != SRV_CREATED)
+    return prpc__fail(PRPC_ESTATE, "reflection must be enabled before start");
+  if (srv->reflection)
+    return prpc__fail(PRPC_EEXIST, "reflection is already enabled");
+  return prpc__reflection_create(srv, &srv->reflection);
+}
+
 int prpc_server_set_serving(prpc_server *srv, const char *service,
                             int serving) {
   if (!srv || !srv->health)
@@ -1607,6 +1619,11 @@ int prpc_server_register(prpc_server *srv, const prpc_service_desc *svc,
     srv->methods = me;
     srv->cap_methods = cap;
   }
+  const prpc_service_desc **descs = realloc(
+      srv->service_descs, (srv->n_service_names + 1) * sizeof(*descs));
+  if (!descs)
+    return prpc__fail(-ENOMEM, "out of memory");
+  srv->service_descs = descs;
   char **names = realloc(srv->service_names,
                          (srv->n_service_names + 1) * sizeof(*names));
   if (!names)
@@ -1614,6 +1631,7 @@ int prpc_server_register(prpc_server *srv, const prpc_service_desc *svc,
   srv->service_names = names;
   if (!(names[srv->n_service_names] = strdup(svc->name)))
     return prpc__fail(-ENOMEM, "out of memory");
+  descs[srv->n_service_names] = svc;
   srv->n_service_names++;
   for (size_t i = 0; i < svc->n_methods; i++) {
     const prpc_method_desc *m = &svc->methods[i];
@@ -1657,6 +1675,12 @@ int prpc_server_start(prpc_server *srv) {
   if (srv->health)
     prpc__health_known(srv->health, (const char *const *)srv->service_names,
                        srv->n_service_names);
+  if (srv->reflection &&
+      prpc__reflection_build(srv->reflection, srv->service_descs,
+                             (const char *const *)srv->service_names,
+                             srv->n_service_names) != 0)
+    prpc__log(PRPC__LOG_ERROR, "reflection: cannot index the services' "
+                               "descriptors: %s", prpc_last_error());
   grpc_server_start(srv->core);
   srv->state = SRV_STARTED;
 
@@ -1925,9 +1949,11 @@ void prpc_server_destroy(prpc_server *srv) {
   free(srv->hangup_fds);
   free(srv->rules);
   prpc__health_destroy(srv->health);
+  prpc__reflection_destroy(srv->reflection);
   for (size_t i = 0; i < srv->n_service_names; i++)
     free(srv->service_names[i]);
   free(srv->service_names);
+  free(srv->service_descs);
   if (srv->cq)
     grpc_completion_queue_destroy(srv->cq);
   for (int i = 0; i < srv->opts.threads && srv->workers; i++) {

@@ -416,6 +416,20 @@ PRPC_API PRPC_MUST_CHECK int prpc_server_enable_health(prpc_server *server);
 PRPC_API int prpc_server_set_serving(prpc_server *server,
                                      const char *service, int serving);
 
+/* Adds the standard server reflection service, grpc.reflection.v1 and
+ * grpc.reflection.v1alpha ServerReflection, which tools such as grpcurl,
+ * grpc_cli and the gRPC reflection clients use to list the services and
+ * fetch their .proto descriptors without the .proto files at hand. It lists
+ * every service registered on the server (health and reflection included)
+ * and answers file_by_filename, file_containing_symbol,
+ * file_containing_extension and all_extension_numbers_of_type from the
+ * descriptors protoc-gen-prpc embeds in generated code; an unknown name
+ * gets a NOT_FOUND error response. The descriptors are indexed once, at
+ * start. Before start only. Returns 0, PRPC_ESTATE, PRPC_EEXIST (already
+ * enabled, or a reflection service already registered) or -ENOMEM. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_enable_reflection(
+    prpc_server *server);
+
 /* Starts the worker threads. Returns 0, PRPC_ESTATE (already started),
  * or PRPC_ECORE. On failure nothing listens and no handler will run. */
 PRPC_API PRPC_MUST_CHECK int prpc_server_start(prpc_server *server);

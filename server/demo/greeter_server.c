@@ -133,6 +133,7 @@ int main(int argc, char **argv) {
   }
   if (helloworld__greeter_server__register(server, &impl, NULL) != 0 ||
       prpc_server_enable_health(server) != 0 ||
+      prpc_server_enable_reflection(server) != 0 ||
       prpc_server_start(server) != 0) {
     fprintf(stderr, "greeter_server: %s\n", prpc_last_error());
     prpc_server_destroy(server);

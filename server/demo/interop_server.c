@@ -258,6 +258,7 @@ int main(int argc, char **argv) {
   }
   if (grpc__testing__test_service_server__register(server, &impl, NULL) != 0 ||
       prpc_server_enable_health(server) != 0 ||
+      prpc_server_enable_reflection(server) != 0 ||
       prpc_server_start(server) != 0) {
     fprintf(stderr, "interop_server: %s\n", prpc_last_error());
     prpc_server_destroy(server);
