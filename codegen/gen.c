@@ -681,8 +681,12 @@ static const FileProto *find_file(const Request *req, const char *name);
  * imports, directly or not. Returns -1 on an import missing from the
  * request. */
 static int mark_closure(gen *g, const Request *req, const FileProto *f,
-                        unsigned char *in) {
+                        unsigned char *in, unsigned depth) {
   size_t idx = 0;
+  if (depth > 1000) {
+    fail(g, "%s: imports nest more than 1000 deep", f->name);
+    return -1;
+  }
   while (idx < req->n_proto_file && req->proto_file[idx] != f)
     idx++;
   if (idx == req->n_proto_file || in[idx])
@@ -695,7 +699,7 @@ static int mark_closure(gen *g, const Request *req, const FileProto *f,
            f->name, f->dependency[i]);
       return -1;
     }
-    if (mark_closure(g, req, d, in) != 0)
+    if (mark_closure(g, req, d, in, depth + 1) != 0)
       return -1;
   }
   return 0;
@@ -715,6 +719,19 @@ static void emit_c_string(sb *c, const char *s) {
   }
 }
 
+/* Writes a file name inside a C comment: nothing that would end it. */
+static void emit_comment_text(sb *c, const char *s) {
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch < 0x20 || ch >= 0x7f)
+      sb_printf(c, "?");
+    else if (ch == '*' && s[1] == '/')
+      sb_printf(c, "* ");
+    else
+      sb_printf(c, "%c", ch);
+  }
+}
+
 /* Emits, as static tables, the serialized FileDescriptorProto of f and of
  * all its imports (transitively), each without source_code_info, in the
  * request's order (imports before their importers), and sets *sym to the C
@@ -728,7 +745,7 @@ static int emit_file_descs(gen *g, const Request *req, const FileProto *f,
     g->oom = 1;
     return -1;
   }
-  if (mark_closure(g, req, f, in) != 0) {
+  if (mark_closure(g, req, f, in, 0) != 0) {
     free(in);
     return -1;
   }
@@ -755,8 +772,10 @@ static int emit_file_descs(gen *g, const Request *req, const FileProto *f,
       break;
     }
     google__protobuf__file_descriptor_proto__pack(&copy, bytes);
-    sb_printf(c, "\n/* %s */\nstatic const uint8_t prpc_file__%zu_data[%zu] = {",
-              d->name, i, len);
+    sb_printf(c, "\n/* ");
+    emit_comment_text(c, d->name);
+    sb_printf(c, " */\nstatic const uint8_t prpc_file__%zu_data[%zu] = {", i,
+              len);
     for (size_t k = 0; k < len; k++)
       sb_printf(c, "%s0x%02x,", k % 12 ? " " : "\n  ", bytes[k]);
     sb_printf(c, "\n};\n");
