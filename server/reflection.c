@@ -318,6 +318,18 @@ static void collect(stream *st, size_t file, int requested) {
     collect(st, f->deps[i], 0);
 }
 
+/* How much of a name to quote in an error message: at most 200 bytes, cut
+ * at a UTF-8 character boundary, so that the message stays valid UTF-8. */
+static int quote_len(const char *name) {
+  size_t n = strlen(name);
+  if (n <= 200)
+    return (int)n;
+  n = 200;
+  while (n > 0 && ((unsigned char)name[n] & 0xc0) == 0x80)
+    n--;
+  return (int)n;
+}
+
 static void set_error(Response *resp, Grpc__Reflection__V1__ErrorResponse *e,
                       grpc_status_code code, const char *message) {
   e->error_code = (int32_t)code;
@@ -373,7 +385,8 @@ static int answer(prpc_ctx *ctx, stream *st, Request *req) {
     const char *name = req->file_by_filename ? req->file_by_filename : "";
     file = file_index(r, name);
     if (file == SIZE_MAX) {
-      snprintf(message, sizeof(message), "file not found: %.200s", name);
+      snprintf(message, sizeof(message), "file not found: %.*s",
+               quote_len(name), name);
       set_error(&resp, &error, GRPC_STATUS_NOT_FOUND, message);
     }
     break;
@@ -385,7 +398,8 @@ static int answer(prpc_ctx *ctx, stream *st, Request *req) {
     if (s) {
       file = s->file;
     } else {
-      snprintf(message, sizeof(message), "symbol not found: %.200s", name);
+      snprintf(message, sizeof(message), "symbol not found: %.*s",
+               quote_len(name), name);
       set_error(&resp, &error, GRPC_STATUS_NOT_FOUND, message);
     }
     break;
@@ -401,8 +415,8 @@ static int answer(prpc_ctx *ctx, stream *st, Request *req) {
       if (r->exts[i].number == number && strcmp(r->exts[i].extendee, type) == 0)
         file = r->exts[i].file;
     if (file == SIZE_MAX) {
-      snprintf(message, sizeof(message), "extension not found: %.200s(%d)",
-               type, (int)number);
+      snprintf(message, sizeof(message), "extension not found: %.*s(%d)",
+               quote_len(type), type, (int)number);
       set_error(&resp, &error, GRPC_STATUS_NOT_FOUND, message);
     }
     break;
@@ -415,7 +429,8 @@ static int answer(prpc_ctx *ctx, stream *st, Request *req) {
     if (type[0] == '.')
       type++;
     if (!s || s->kind != SYM_MESSAGE) {
-      snprintf(message, sizeof(message), "type not found: %.200s", type);
+      snprintf(message, sizeof(message), "type not found: %.*s",
+               quote_len(type), type);
       set_error(&resp, &error, GRPC_STATUS_NOT_FOUND, message);
       break;
     }

@@ -527,6 +527,17 @@ static void bad_requests(void) {
   r = ask_symbol(call, "helloworld.Greeter");
   ASSERT_EQ(r->message_response_case, R_FILES);
   protobuf_c_message_free_unpacked(&r->base, NULL);
+  /* A long name of two-byte characters: quoted in part, still UTF-8. */
+  char long_name[601];
+  for (int i = 0; i < 300; i++)
+    memcpy(long_name + 2 * i, "\xc3\xa9", 2); /* U+00E9 */
+  long_name[600] = '\0';
+  r = ask_symbol(call, long_name);
+  expect_not_found(r, "symbol not found: \xc3\xa9");
+  const char *msg = r->error_response->error_message;
+  size_t quoted = strlen(msg) - strlen("symbol not found: ");
+  ASSERT(quoted <= 200 && quoted >= 198 && quoted % 2 == 0);
+  protobuf_c_message_free_unpacked(&r->base, NULL);
   close_call(call);
 
   /* Garbage bytes on the wire: field 3 (a string) with a length past the
