@@ -3,6 +3,7 @@
  * client), over a unix socket. The descriptors that come back are decoded
  * with protobuf-c's descriptor.proto, as any reflection client would. */
 #include <errno.h>
+#include <pthread.h>
 
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.prpc.h"
@@ -574,6 +575,17 @@ static void without_descriptors(void) {
        &helloworld__hello_request__descriptor,
        &helloworld__hello_reply__descriptor}};
   static const prpc_service_desc hand = {"hand.Made", 1, methods, NULL};
+  /* A hand-made file whose bytes are not a FileDescriptorProto (field 1
+   * claims 100 bytes): served by name as it is, but no symbol from it. */
+  static const uint8_t junk[] = {0x0a, 0x64, 'x'};
+  static const prpc_file_desc junk_file = {"junk.proto", junk, sizeof(junk),
+                                           0, NULL};
+  static const prpc_method_desc junk_methods[1] = {
+      {"/junk.Svc/Do", PRPC_UNARY, &prpc_codec_protobuf_c,
+       &helloworld__hello_request__descriptor,
+       &helloworld__hello_reply__descriptor}};
+  static const prpc_service_desc junk_svc = {"junk.Svc", 1, junk_methods,
+                                             &junk_file};
   static const prpc_invoke_fn none[1] = {NULL};
   prpc_server *srv;
   prpc_channel *ch;
@@ -583,6 +595,7 @@ static void without_descriptors(void) {
   ASSERT_EQ(prpc_server_create(NULL, &srv), 0);
   ASSERT_EQ(prpc_server_add_listener(srv, target, NULL), 0);
   ASSERT_EQ(prpc_server_register(srv, &hand, none, NULL, NULL), 0);
+  ASSERT_EQ(prpc_server_register(srv, &junk_svc, none, NULL, NULL), 0);
   ASSERT_EQ(prpc_server_enable_reflection(srv), 0);
   ASSERT_EQ(prpc_server_start(srv), 0);
   ASSERT_EQ(prpc_channel_create(target, NULL, &ch), 0);
@@ -592,11 +605,25 @@ static void without_descriptors(void) {
       GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
   req.list_services = "";
   Resp *r = ask(call, &req);
-  ASSERT_EQ(r->list_services_response->n_service, 3);
+  ASSERT_EQ(r->list_services_response->n_service, 4);
   ASSERT_STREQ(r->list_services_response->service[0]->name, "hand.Made");
+  ASSERT_STREQ(r->list_services_response->service[1]->name, "junk.Svc");
   protobuf_c_message_free_unpacked(&r->base, NULL);
   r = ask_symbol(call, "hand.Made");
   expect_not_found(r, "hand.Made");
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  r = ask_symbol(call, "junk.Svc");
+  expect_not_found(r, "junk.Svc");
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  r = ask_file(call, "junk.proto");
+  ASSERT_EQ(r->message_response_case, R_FILES);
+  ASSERT_EQ(r->file_descriptor_response->n_file_descriptor_proto, 1);
+  ASSERT_EQ(r->file_descriptor_response->file_descriptor_proto[0].len,
+            sizeof(junk));
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  /* The reflection service's own file is fine. */
+  r = ask_symbol(call, "grpc.reflection.v1.ServerReflection");
+  ASSERT_EQ(r->message_response_case, R_FILES);
   protobuf_c_message_free_unpacked(&r->base, NULL);
   close_call(call);
   prpc_channel_destroy(ch);
@@ -620,6 +647,39 @@ static void without_descriptors(void) {
   stop(srv);
 }
 
+/* Many streams at once, each with its own record of files sent. */
+static prpc_channel *shared_ch;
+
+static void *lookups(void *arg) {
+  (void)arg;
+  prpc_call *call = open_v1(shared_ch);
+  char names[300];
+  for (int i = 0; i < 20; i++) {
+    Resp *r = ask_symbol(call, i % 2 ? "test.multi.v1.RangeRequest.Options"
+                                     : "helloworld.Greeter.SayHello");
+    file_names(r, names, sizeof(names));
+    /* types.proto goes out with multi.proto the first time only. */
+    ASSERT_STREQ(names, i == 1 ? "multi.proto,common/types.proto"
+                        : i % 2 ? "multi.proto"
+                                : "helloworld.proto");
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+  }
+  close_call(call);
+  return NULL;
+}
+
+static void concurrent_streams(void) {
+  prpc_server *srv = start();
+  pthread_t t[8];
+  ASSERT_EQ(prpc_channel_create(target, NULL, &shared_ch), 0);
+  for (int i = 0; i < 8; i++)
+    ASSERT_EQ(pthread_create(&t[i], NULL, lookups, NULL), 0);
+  for (int i = 0; i < 8; i++)
+    pthread_join(t[i], NULL);
+  prpc_channel_destroy(shared_ch);
+  stop(srv);
+}
+
 TEST_MAIN(CASE(list_services), CASE(file_by_filename), CASE(symbols),
           CASE(extensions), CASE(v1alpha), CASE(bad_requests),
-          CASE(without_descriptors))
+          CASE(without_descriptors), CASE(concurrent_streams))
