@@ -1,0 +1,65 @@
+/* prpc: a pool of protobuf descriptors (FileDescriptorProtos decoded with
+ * protobuf-c), filled from server reflection or from a FileDescriptorSet
+ * file, and looked up by full name. */
+#ifndef PRPC_CLI_POOL_H
+#define PRPC_CLI_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "google/protobuf/descriptor.pb-c.h"
+
+typedef Google__Protobuf__FileDescriptorProto pb_file;
+typedef Google__Protobuf__DescriptorProto pb_msg;
+typedef Google__Protobuf__FieldDescriptorProto pb_field;
+typedef Google__Protobuf__EnumDescriptorProto pb_enum;
+typedef Google__Protobuf__EnumValueDescriptorProto pb_enum_value;
+typedef Google__Protobuf__ServiceDescriptorProto pb_service;
+typedef Google__Protobuf__MethodDescriptorProto pb_method;
+
+typedef enum sym_kind { SYM_MESSAGE, SYM_ENUM, SYM_SERVICE } sym_kind;
+
+/* A named type or service. */
+typedef struct pool_sym {
+  char *name; /* full name without a leading dot: "pkg.Outer.Inner" */
+  sym_kind kind;
+  const void *desc; /* pb_msg, pb_enum or pb_service */
+  const pb_file *file;
+} pool_sym;
+
+typedef struct pool {
+  pb_file **files;
+  size_t n_files;
+  pool_sym *syms;
+  size_t n_syms, cap_syms;
+} pool;
+#define POOL_INIT {NULL, 0, NULL, 0, 0}
+
+/* Adds one serialized FileDescriptorProto. A file already in the pool (by
+ * name) is ignored. Returns 0, or -1 when the bytes do not decode. */
+int pool_add_file(pool *p, const uint8_t *data, size_t len);
+/* Adds every file of a serialized FileDescriptorSet. Returns 0 or -1. */
+int pool_add_set(pool *p, const uint8_t *data, size_t len);
+/* Returns 1 if a file of that name is in the pool. */
+int pool_has_file(const pool *p, const char *name);
+/* Finds a symbol by full name (a leading dot is allowed), or NULL. */
+const pool_sym *pool_find(const pool *p, const char *name);
+/* Frees everything. */
+void pool_free(pool *p);
+
+/* 1 if the message's fields follow proto3 rules (no presence for plain
+ * scalars, packed repeated scalars by default). */
+int pool_is_proto3(const pb_file *f);
+/* 1 if a field of this message tracks presence (proto2 optional or
+ * required, proto3 optional, a oneof member, a message). */
+int pool_field_has_presence(const pb_file *f, const pb_field *fd);
+/* The field's JSON name: json_name from the descriptor, or the
+ * lowerCamelCase of its name written into buf. */
+const char *pool_json_name(const pb_field *fd, char *buf, size_t size);
+/* The message a map field's entries have, or NULL if fd is not a map. */
+const pb_msg *pool_map_entry(const pool *p, const pb_field *fd);
+/* The name of a field type as written in .proto ("int32", "string", or
+ * the message or enum's full name). */
+const char *pool_type_name(const pb_field *fd);
+
+#endif /* PRPC_CLI_POOL_H */
