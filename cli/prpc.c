@@ -219,6 +219,13 @@ static int load_symbol(session *s, const char *symbol) {
   return 0;
 }
 
+/* load_symbol() that keeps quiet: for a name that may not exist. */
+static void load_symbol_quiet(session *s, const char *symbol) {
+  rpc_error e;
+  if (!pool_find(&s->pool, symbol))
+    (void)refl_load_symbol(&s->refl, &s->pool, symbol, &e);
+}
+
 /* Resolves "pkg.Service/Method", "pkg.Service.Method" or
  * "/pkg.Service/Method" to the service and its method. */
 static int find_method(session *s, const char *name, const pool_sym **svc,
@@ -385,16 +392,21 @@ static int cmd_describe(session *s, const char *symbol) {
   while (*symbol == '.' || *symbol == '/') symbol++;
   if (s->reflection && !pool_find(&s->pool, symbol)) {
     rpc_error e;
-    if (refl_load_symbol(&s->refl, &s->pool, symbol, &e) != 0) {
-      /* "pkg.Service/Method": ask for the service. */
-      if (!strchr(symbol, '/')) return die_status(e.code, e.message);
-    }
+    if (refl_load_symbol(&s->refl, &s->pool, symbol, &e) != 0 &&
+        e.code != GRPC_STATUS_NOT_FOUND)
+      return die_status(e.code, e.message);
   }
   const pool_sym *sym = pool_find(&s->pool, symbol);
-  if (!sym) { /* a method? */
+  if (!sym) { /* a method: "pkg.Service.Method" or "pkg.Service/Method" */
     const pool_sym *svc;
     const pb_method *md;
-    if (!strchr(symbol, '/') && !strchr(symbol, '.'))
+    const char *sep = strrchr(symbol, '/');
+    if (!sep) sep = strrchr(symbol, '.');
+    char *prefix = sep ? strndup(symbol, (size_t)(sep - symbol)) : NULL;
+    if (prefix && s->reflection) load_symbol_quiet(s, prefix);
+    const pool_sym *ps = prefix ? pool_find(&s->pool, prefix) : NULL;
+    free(prefix);
+    if (!ps || ps->kind != SYM_SERVICE)
       return die(EXIT_DESCRIPTOR, "'%s' is not in the descriptors", symbol);
     int rc = find_method(s, symbol, &svc, &md);
     if (rc) return rc;
