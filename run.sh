@@ -20,7 +20,7 @@ jobs=${JOBS:-$(nproc)}
 
 packages=(gcc make cmake pkg-config
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
-  libprotoc-dev)
+  libprotoc-dev libjansson-dev)
 if [ "$mode" != demo ]; then
   # The benchmark's gRPC C++ peer (its smoke run is part of the tests).
   packages+=(g++ libgrpc++-dev protobuf-compiler-grpc)

@@ -16,16 +16,17 @@ trap cleanup EXIT
 
 prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" > "$tmp/install.log"
-for f in include/piperpc/piperpc.h include/piperpc/method.h bin/protoc-gen-prpc; do
+for f in include/piperpc/piperpc.h include/piperpc/method.h bin/protoc-gen-prpc \
+         bin/prpc; do
   [ -e "$prefix/$f" ] || { echo "not installed: $f"; exit 1; }
 done
 libdir=$(dirname "$(find "$prefix" -name piperpc.pc)")/..
 ls "$libdir"/libpiperpc.so "$libdir"/libpiperpc.a > /dev/null
 
-# Starts SERVER TARGET and waits (without sleeping) for its first line.
+# Starts SERVER ARGS... and waits (without sleeping) for its first line.
 start_server() {
   mkfifo "$tmp/ready"
-  "$1" "$2" > "$tmp/ready" &
+  "$@" > "$tmp/ready" &
   server_pid=$!
   exec 3< "$tmp/ready"
   read -r line <&3
@@ -74,3 +75,17 @@ out=$(cd "$src" && PREFIX="$prefix" APP="$tmp/tutorial" sh examples/tutorial/tut
   { echo "tutorial printed: $out"; exit 1; }
 [ ! -e "$tmp/tutorial/hello.sock" ] || { echo "tutorial left its socket"; exit 1; }
 echo "tutorial: ok"
+
+# 4. The installed prpc against the installed greeter_server: health, and a
+# call with descriptors from the installed helloworld.proto.
+gtarget="unix:$tmp/greeter.sock"
+start_server env LD_LIBRARY_PATH="$libdir" "$prefix/bin/greeter_server" --listen "$gtarget"
+out=$("$prefix/bin/prpc" health "$gtarget")
+[ "$out" = "SERVING" ] || { echo "prpc health printed: $out"; exit 1; }
+protoc -I"$prefix/share/piperpc/proto" --include_imports -o "$tmp/hello.pb" \
+  helloworld.proto
+out=$("$prefix/bin/prpc" --proto-set "$tmp/hello.pb" call "$gtarget" \
+  helloworld.Greeter/SayHello '{"name":"prpc"}')
+[ "$out" = '{"message":"Hello prpc"}' ] || { echo "prpc call printed: $out"; exit 1; }
+stop_server
+echo "prpc: ok"
