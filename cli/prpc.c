@@ -29,8 +29,9 @@ enum {
   EXIT_OK = 0,
   EXIT_USAGE = 1,      /* bad command line, target, option or file */
   EXIT_INPUT = 2,      /* the request JSON does not parse or fit */
-  EXIT_DESCRIPTOR = 3, /* symbol or method unknown; a reply that does not
-                          fit its descriptor */
+  EXIT_DESCRIPTOR = 3, /* service, method or type unknown (to --proto-set
+                          or the server's reflection); a reply that does
+                          not fit its descriptor */
   EXIT_NOT_SERVING = 4, /* health: NOT_SERVING */
   EXIT_HEALTH_UNKNOWN = 5, /* health: UNKNOWN or SERVICE_UNKNOWN */
   EXIT_STATUS = 10     /* + the gRPC status code an RPC ended with */
@@ -90,7 +91,7 @@ static void usage(FILE *out) {
       "  -p, --pretty               indented JSON\n"
       "  -v, --verbose              response headers and trailers on stderr\n"
       "exit: 0 ok (health: SERVING), 1 usage, 2 bad request JSON,\n"
-      "      3 unknown symbol or bad descriptors, 4 NOT_SERVING,\n"
+      "      3 unknown service, method or type, 4 NOT_SERVING,\n"
       "      5 health status UNKNOWN or SERVICE_UNKNOWN,\n"
       "      10 + gRPC status code when an RPC fails (14 DEADLINE_EXCEEDED,\n"
       "      15 NOT_FOUND, 22 UNIMPLEMENTED, 24 UNAVAILABLE, ...)\n",
@@ -214,9 +215,12 @@ static void session_close(session *s) {
 static int load_symbol(session *s, const char *symbol) {
   if (!s->reflection || pool_find(&s->pool, symbol)) return 0;
   rpc_error e;
-  if (refl_load_symbol(&s->refl, &s->pool, symbol, &e) != 0)
-    return die_status(e.code, e.message);
-  return 0;
+  if (refl_load_symbol(&s->refl, &s->pool, symbol, &e) == 0) return 0;
+  if (e.code == GRPC_STATUS_NOT_FOUND) { /* an unknown name, not a failure */
+    fprintf(stderr, "prpc: NOT_FOUND: %s\n", e.message);
+    return EXIT_DESCRIPTOR;
+  }
+  return die_status(e.code, e.message);
 }
 
 /* load_symbol() that keeps quiet: for a name that may not exist. */
@@ -390,12 +394,11 @@ static void print_rpc(const pb_method *md, int depth) {
 
 static int cmd_describe(session *s, const char *symbol) {
   while (*symbol == '.' || *symbol == '/') symbol++;
-  if (s->reflection && !pool_find(&s->pool, symbol)) {
-    rpc_error e;
-    if (refl_load_symbol(&s->refl, &s->pool, symbol, &e) != 0 &&
-        e.code != GRPC_STATUS_NOT_FOUND)
-      return die_status(e.code, e.message);
-  }
+  rpc_error e = {GRPC_STATUS_OK, ""};
+  if (s->reflection && !pool_find(&s->pool, symbol) &&
+      refl_load_symbol(&s->refl, &s->pool, symbol, &e) != 0 &&
+      e.code != GRPC_STATUS_NOT_FOUND)
+    return die_status(e.code, e.message);
   const pool_sym *sym = pool_find(&s->pool, symbol);
   if (!sym) { /* a method: "pkg.Service.Method" or "pkg.Service/Method" */
     const pool_sym *svc;
@@ -406,8 +409,11 @@ static int cmd_describe(session *s, const char *symbol) {
     if (prefix && s->reflection) load_symbol_quiet(s, prefix);
     const pool_sym *ps = prefix ? pool_find(&s->pool, prefix) : NULL;
     free(prefix);
-    if (!ps || ps->kind != SYM_SERVICE)
+    if (!ps || ps->kind != SYM_SERVICE) {
+      if (e.code == GRPC_STATUS_NOT_FOUND) /* the server's own words */
+        return die(EXIT_DESCRIPTOR, "NOT_FOUND: %s", e.message);
       return die(EXIT_DESCRIPTOR, "'%s' is not in the descriptors", symbol);
+    }
     int rc = find_method(s, symbol, &svc, &md);
     if (rc) return rc;
     print_rpc(md, 0);

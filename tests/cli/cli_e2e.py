@@ -401,6 +401,66 @@ def case_abstract():
         s.stop()
 
 
+def case_reflection():
+    """Descriptors from the servers' own reflection service: no --proto-set."""
+    g, gt = unix_server("greeter_server")
+    i, it = unix_server("interop_server")
+    b, bt = unix_server("bench_server")
+    try:
+        res = prpc("list", gt)
+        if res[0] == 22 and "no reflection service" in res[2]:
+            print("SKIP: these servers have no reflection service yet")
+            sys.exit(77)
+        refl = ("grpc.health.v1.Health\ngrpc.reflection.v1.ServerReflection\n"
+                "grpc.reflection.v1alpha.ServerReflection\n")
+        expect(res, 0, refl + "helloworld.Greeter\n", "")
+        expect(prpc("list", bt), 0, "bench.Echo\n" + refl, "")
+        expect(prpc("list", it), 0, refl + "grpc.testing.TestService\n", "")
+        expect(prpc("list", gt, "helloworld.Greeter"), 0,
+               "helloworld.Greeter.SayHello\n", "")
+        expect(prpc("list", bt, "bench.Echo"), 0,
+               "bench.Echo.Unary\nbench.Echo.ServerStream\n"
+               "bench.Echo.ClientStream\nbench.Echo.Bidi\n", "")
+        expect(prpc("describe", bt, "bench.Echo"), 0,
+               "service bench.Echo {\n"
+               "  rpc Unary(bench.Payload) returns (bench.Payload);\n"
+               "  rpc ServerStream(bench.StreamRequest) returns "
+               "(stream bench.Payload);\n"
+               "  rpc ClientStream(stream bench.Payload) returns "
+               "(bench.Payload);\n"
+               "  rpc Bidi(stream bench.Payload) returns "
+               "(stream bench.Payload);\n}\n", "")
+        expect(prpc("describe", gt, "helloworld.HelloRequest"), 0,
+               "message helloworld.HelloRequest {\n  string name = 1;\n}\n", "")
+        expect(prpc("describe", it, "grpc.testing.TestService/EmptyCall"), 0,
+               "rpc EmptyCall(grpc.testing.Empty) returns "
+               "(grpc.testing.Empty);\n", "")
+        expect(prpc("describe", it, "grpc.testing.ResponseParameters"), 0,
+               "message grpc.testing.ResponseParameters {\n"
+               "  int32 size = 1;\n  int32 interval_us = 2;\n"
+               "  grpc.testing.BoolValue compressed = 3;\n}\n", "")
+        expect(prpc("call", gt, "helloworld.Greeter/SayHello",
+                    '{"name":"reflection"}'), 0,
+               '{"message":"Hello reflection"}\n', "")
+        expect(prpc("call", it, "grpc.testing.TestService/StreamingOutputCall",
+                    '{"responseParameters":[{"size":1},{"size":2}]}'), 0,
+               '{"payload":{"body":"AA=="}}\n{"payload":{"body":"AAA="}}\n', "")
+        expect(prpc("call", bt, "bench.Echo/ClientStream",
+                    stdin='{"data":"aGk="}\n'), 0, '{"data":"Mg=="}\n', "")
+        # Names the server does not know: 3, with the server's NOT_FOUND.
+        expect(prpc("describe", gt, "no.Such"), 3, "",
+               err_has=["prpc: NOT_FOUND: "])
+        expect(prpc("call", gt, "no.Such/Method", "{}"), 3, "",
+               err_has=["prpc: NOT_FOUND: "])
+        expect(prpc("list", gt, "no.Such"), 3, "",
+               err_has=["prpc: NOT_FOUND: "])
+        expect(prpc("call", gt, "helloworld.Greeter/Nope", "{}"), 3, "",
+               "prpc: service 'helloworld.Greeter' has no method 'Nope'\n")
+    finally:
+        for s in (g, i, b):
+            s.stop()
+
+
 def main():
     global A, TMP
     ap = argparse.ArgumentParser()
