@@ -461,6 +461,37 @@ def case_reflection():
             s.stop()
 
 
+def case_python_v1alpha():
+    """A Python grpcio server with only grpc.reflection.v1alpha: prpc falls
+    back from v1, and calls a server of another implementation."""
+    t = "unix:" + os.path.join(TMP, "py.sock")
+    script = os.path.join(A.src_dir, "tests", "cli", "py_v1alpha_server.py")
+    p = subprocess.Popen([sys.executable, script, t, greeter_set()],
+                         stdout=subprocess.PIPE, text=True)
+    for line in p.stdout:
+        if "ready" in line:
+            break
+    else:
+        fail("the python server exited with %s" % p.wait())
+    try:
+        expect(prpc("list", t), 0,
+               "grpc.health.v1.Health\nhelloworld.Greeter\n", "")
+        expect(prpc("list", t, "helloworld.Greeter"), 0,
+               "helloworld.Greeter.SayHello\n", "")
+        expect(prpc("describe", t, "helloworld.HelloReply"), 0,
+               "message helloworld.HelloReply {\n  string message = 1;\n}\n", "")
+        expect(prpc("call", t, "helloworld.Greeter/SayHello", '{"name":"C"}'),
+               0, '{"message":"Hello from python, C"}\n', "")
+        expect(prpc("describe", t, "no.Such"), 3, "",
+               "prpc: NOT_FOUND: symbol not found: no.Such\n")
+        # Listed in the descriptors, but not served by this server.
+        expect(prpc("health", t), 22, "", err_has=["prpc: UNIMPLEMENTED"])
+    finally:
+        p.send_signal(signal.SIGTERM)
+        if p.wait(timeout=20) != 0:
+            fail("the python server exited with %d" % p.returncode)
+
+
 def main():
     global A, TMP
     ap = argparse.ArgumentParser()
