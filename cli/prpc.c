@@ -10,12 +10,16 @@
  * proto3 mapping. Exit codes: see usage() and the README. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <piperpc/piperpc.h>
 
@@ -468,7 +472,9 @@ static int encode_requests(session *s, const pool_sym *in, const char *text,
     if (off == len) break;
     json_error_t je;
     json_t *j = json_loadb(text + off, len - off,
-                           JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
+                           JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
+                               JSON_REJECT_DUPLICATES,
+                           &je);
     if (!j)
       return die(EXIT_INPUT, "request %zu: bad JSON: %s (line %d, column %d)",
                  *n + 1, je.text, je.line, je.column);
@@ -510,6 +516,155 @@ static int print_reply(session *s, const pool_sym *out, const raw_msg *m) {
   return rc == 0 ? 0 : die(EXIT_DESCRIPTOR, "reply: cannot print as JSON");
 }
 
+/* Finishes a call: prints the client-streaming reply, the metadata with
+ * -v, and the status when it is not OK. rc is the exit code so far.
+ * Returns the exit code. */
+static int end_call(session *s, prpc_call *call, const pool_sym *out,
+                    void **reply, int rc) {
+  prpc_status st = PRPC_STATUS_INIT;
+  grpc_status_code code = prpc_call_finish(call, reply, &st);
+  if (rc == 0 && code == GRPC_STATUS_OK && reply && *reply)
+    rc = print_reply(s, out, *reply);
+  if (reply) raw_free(*reply);
+  if (s->o->verbose) {
+    print_metadata("header", &st.headers);
+    print_metadata("trailer", &st.trailers);
+  }
+  if (rc == 0 && code != GRPC_STATUS_OK) rc = die_status(code, st.message);
+  prpc_status_clear(&st);
+  return rc;
+}
+
+/* The sending side of a client-streaming or bidi call, on a thread of its
+ * own: requests are sent as soon as each JSON value is complete (one per
+ * line is usual), so that a bidi call can be used interactively. At the
+ * end of the input it half-closes; on bad input it cancels the call. */
+typedef struct feeder {
+  session *s;
+  const pool_sym *in;
+  prpc_call *call;
+  const char *arg; /* the requests from the command line, or NULL: stdin */
+  int wake[2];     /* a byte here stops the wait for stdin */
+  int rc;          /* EXIT_INPUT when the input was bad */
+  char msg[700];
+} feeder;
+
+static void *feed(void *p) {
+  feeder *f = p;
+  wbuf text = {0};
+  size_t off = 0, count = 0;
+  int eof = 0;
+  char err[600];
+  if (f->arg) {
+    wbuf_put(&text, f->arg, strlen(f->arg));
+    eof = 1;
+  }
+  for (;;) {
+    for (;;) { /* every complete value in the buffer */
+      while (off < text.len && isspace((unsigned char)text.data[off])) off++;
+      if (off == text.len) break;
+      json_error_t je;
+      json_t *j = json_loadb((const char *)text.data + off, text.len - off,
+                             JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
+                                 JSON_REJECT_DUPLICATES,
+                             &je);
+      if (!j) {
+        if (!eof && json_error_code(&je) == json_error_premature_end_of_input)
+          break; /* wait for the rest */
+        snprintf(f->msg, sizeof(f->msg), "request %zu: bad JSON: %s", count + 1,
+                 je.text);
+        goto bad;
+      }
+      off += je.position ? (size_t)je.position : 1;
+      wbuf w = {0};
+      int rc = tc_encode(&f->s->pool, f->in, j, &w, err, sizeof(err));
+      json_decref(j);
+      if (rc != 0) {
+        wbuf_free(&w);
+        snprintf(f->msg, sizeof(f->msg), "request %zu: %s", count + 1, err);
+        goto bad;
+      }
+      raw_msg r = {w.data ? w.data : (const uint8_t *)"", w.len};
+      rc = prpc_call_write(f->call, &r);
+      wbuf_free(&w);
+      count++;
+      if (rc != 0) goto out; /* the call has ended; finish says why */
+    }
+    if (eof) break;
+    memmove(text.data, text.data + off, text.len - off);
+    text.len -= off;
+    off = 0;
+    struct pollfd fds[2] = {{0, POLLIN, 0}, {f->wake[0], POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      eof = 1;
+      continue;
+    }
+    if (fds[1].revents) goto out; /* the call is over */
+    char buf[4096];
+    ssize_t n = read(0, buf, sizeof(buf));
+    if (n > 0) wbuf_put(&text, buf, (size_t)n);
+    else if (n == 0 || errno != EINTR) eof = 1;
+  }
+  prpc_call_writes_done(f->call);
+  goto out;
+bad:
+  f->rc = EXIT_INPUT;
+  prpc_call_cancel(f->call);
+out:
+  wbuf_free(&text);
+  return NULL;
+}
+
+static int call_streaming(session *s, const pool_sym *in,
+                          const pool_sym *out, const char *path,
+                          prpc_method_kind kind, const char *arg) {
+  feeder f;
+  memset(&f, 0, sizeof(f));
+  f.s = s;
+  f.in = in;
+  f.arg = arg;
+  if (pipe2(f.wake, O_CLOEXEC) != 0)
+    return die(EXIT_USAGE, "pipe: %s", strerror(errno));
+  prpc_method_desc *m = raw_method(path, kind);
+  int rc = 0;
+  if (prpc_call_start(s->ch, m, NULL, &s->call, &f.call) != 0) {
+    rc = die(EXIT_STATUS + GRPC_STATUS_INTERNAL, "%s", prpc_last_error());
+    goto done;
+  }
+  pthread_t t;
+  if (pthread_create(&t, NULL, feed, &f) != 0) {
+    prpc_call_cancel(f.call);
+    (void)prpc_call_finish(f.call, NULL, NULL);
+    rc = die(EXIT_USAGE, "cannot start a thread");
+    goto done;
+  }
+  void *reply = NULL;
+  if (kind == PRPC_BIDI_STREAMING) {
+    while (rc == 0 && prpc_call_read(f.call, &reply) == 1) {
+      rc = print_reply(s, out, reply);
+      raw_free(reply);
+      reply = NULL;
+    }
+    if (rc) prpc_call_cancel(f.call);
+    /* The server has ended the stream: stop waiting for more input. */
+    if (write(f.wake[1], "x", 1) < 0) prpc_call_cancel(f.call);
+  }
+  pthread_join(t, NULL);
+  if (f.rc) { /* bad input: the call was cancelled because of it */
+    (void)prpc_call_finish(f.call, NULL, NULL);
+    rc = die(f.rc, "%s", f.msg);
+  } else {
+    rc = end_call(s, f.call, out,
+                  kind == PRPC_CLIENT_STREAMING ? &reply : NULL, rc);
+  }
+done:
+  free(m);
+  close(f.wake[0]);
+  close(f.wake[1]);
+  return rc;
+}
+
 static int cmd_call(session *s, const char *method_name, const char *json) {
   const pool_sym *svc, *in, *out;
   const pb_method *md;
@@ -525,58 +680,41 @@ static int cmd_call(session *s, const char *method_name, const char *json) {
                               : (md->server_streaming ? PRPC_SERVER_STREAMING
                                                       : PRPC_UNARY);
   int many = md->client_streaming;
+  char path[1024];
+  snprintf(path, sizeof(path), "/%s/%s", svc->name, md->name);
+  const char *arg = json && strcmp(json, "-") != 0 ? json : NULL;
+  if (many) return call_streaming(s, in, out, path, kind, arg);
 
   wbuf text = {0};
-  if (!json || strcmp(json, "-") == 0) {
+  if (!arg) {
     if (read_file("-", &text) != 0)
       return die(EXIT_USAGE, "cannot read the request from stdin");
   } else {
-    wbuf_put(&text, json, strlen(json));
+    wbuf_put(&text, arg, strlen(arg));
   }
   wbuf *msgs = NULL;
   size_t n = 0;
   rc = encode_requests(s, in, text.data ? (const char *)text.data : "",
-                       text.len, many, &msgs, &n);
+                       text.len, 0, &msgs, &n);
   wbuf_free(&text);
   if (rc) goto out;
 
-  char path[1024];
-  snprintf(path, sizeof(path), "/%s/%s", svc->name, md->name);
   prpc_method_desc *m = raw_method(path, kind);
   prpc_call *call;
   raw_msg first = {msgs[0].data, msgs[0].len};
-  if (prpc_call_start(s->ch, m, many ? NULL : &first, &s->call, &call) != 0) {
+  if (prpc_call_start(s->ch, m, &first, &s->call, &call) != 0) {
     rc = die(EXIT_STATUS + GRPC_STATUS_INTERNAL, "%s", prpc_last_error());
     free(m);
     goto out;
   }
-  if (many) {
-    for (size_t i = 0; i < n; i++) {
-      raw_msg r = {msgs[i].data, msgs[i].len};
-      if (prpc_call_write(call, &r) != 0) break; /* finish says why */
-    }
-    prpc_call_writes_done(call);
-  }
   void *reply = NULL;
-  if (kind != PRPC_CLIENT_STREAMING) {
-    while (rc == 0 && prpc_call_read(call, &reply) == 1) {
-      rc = print_reply(s, out, reply);
-      raw_free(reply);
-      reply = NULL;
-    }
-    if (rc) prpc_call_cancel(call);
+  while (rc == 0 && prpc_call_read(call, &reply) == 1) {
+    rc = print_reply(s, out, reply);
+    raw_free(reply);
+    reply = NULL;
   }
-  prpc_status st = PRPC_STATUS_INIT;
-  grpc_status_code code = prpc_call_finish(
-      call, kind == PRPC_CLIENT_STREAMING ? &reply : NULL, &st);
-  if (code == GRPC_STATUS_OK && reply) rc = print_reply(s, out, reply);
-  raw_free(reply);
-  if (s->o->verbose) {
-    print_metadata("header", &st.headers);
-    print_metadata("trailer", &st.trailers);
-  }
-  if (rc == 0 && code != GRPC_STATUS_OK) rc = die_status(code, st.message);
-  prpc_status_clear(&st);
+  if (rc) prpc_call_cancel(call);
+  rc = end_call(s, call, NULL, NULL, rc);
   free(m);
 out:
   for (size_t i = 0; i < n; i++) wbuf_free(&msgs[i]);
