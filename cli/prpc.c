@@ -591,9 +591,11 @@ static void *feed(void *p) {
       if (rc != 0) goto out; /* the call has ended; finish says why */
     }
     if (eof) break;
-    memmove(text.data, text.data + off, text.len - off);
-    text.len -= off;
-    off = 0;
+    if (off) {
+      memmove(text.data, text.data + off, text.len - off);
+      text.len -= off;
+      off = 0;
+    }
     struct pollfd fds[2] = {{0, POLLIN, 0}, {f->wake[0], POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
