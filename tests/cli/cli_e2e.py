@@ -21,6 +21,7 @@ import time
 
 A = None
 TMP = None
+WRAPPER = []  # e.g. valgrind and its options, before every prpc
 
 
 def fail(msg):
@@ -65,8 +66,8 @@ def unix_server(name, extra=()):
     return Server(name, ["--listen", sock] + list(extra)), sock
 
 
-def prpc(*args, stdin=None, pass_fds=(), timeout=30):
-    r = subprocess.run([binary("prpc")] + list(args), input=stdin,
+def prpc(*args, stdin=None, pass_fds=(), timeout=60):
+    r = subprocess.run(WRAPPER + [binary("prpc")] + list(args), input=stdin,
                        capture_output=True, text=True, pass_fds=pass_fds,
                        timeout=timeout)
     return r.returncode, r.stdout, r.stderr
@@ -529,7 +530,10 @@ def main():
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--src-dir", required=True)
     ap.add_argument("--tls-dir")
+    ap.add_argument("--prpc-wrapper", default="",
+                    help="a command line to run prpc under (valgrind ...)")
     A = ap.parse_args()
+    WRAPPER.extend(A.prpc_wrapper.split())
     fn = globals().get("case_" + A.case)
     if not fn:
         fail("no case " + A.case)
