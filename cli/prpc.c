@@ -71,13 +71,16 @@ static int die_status(grpc_status_code code, const char *message) {
 
 static void usage(FILE *out) {
   fputs(
-      "usage: prpc [OPTIONS] COMMAND TARGET ...\n"
+      "usage: prpc [OPTIONS] COMMAND ARGS...\n"
       "  list     TARGET [SERVICE]        services, or a service's methods\n"
       "  describe TARGET SYMBOL           a service, method, message or enum\n"
       "  call     TARGET pkg.Service/Method [JSON|-]\n"
       "                                   JSON request from the argument or\n"
       "                                   stdin; one JSON reply per line\n"
       "  health   TARGET [SERVICE]        grpc.health.v1 Check\n"
+      "  encode   TYPE [JSON|-]           JSON to binary on stdout (with\n"
+      "                                   --proto-set, no server)\n"
+      "  decode   TYPE                    binary on stdin to JSON\n"
       "TARGET: unix:PATH, unix-abstract:NAME, fd:N, host:port, ...\n"
       "options:\n"
       "  -H, --header 'key: value'  request metadata (repeatable; a -bin\n"
@@ -184,7 +187,7 @@ static int session_open(session *s, opts *o, const char *target,
     o->tls.server_name = o->authority;
     copts.tls = &o->tls;
   }
-  if (prpc_channel_create(target, &copts, &s->ch) != 0)
+  if (target && prpc_channel_create(target, &copts, &s->ch) != 0)
     return die(EXIT_USAGE, "%s", prpc_last_error());
   s->call = (prpc_call_opts)PRPC_CALL_OPTS_INIT;
   s->call.timeout_ms = o->deadline_ms >= 0 ? o->deadline_ms
@@ -724,6 +727,54 @@ out:
   return rc;
 }
 
+/* ---- encode, decode: JSON <-> binary, no server ---- */
+
+static const pool_sym *type_sym(session *s, const char *name) {
+  while (*name == '.') name++;
+  const pool_sym *m = pool_find(&s->pool, name);
+  if (!m || m->kind != SYM_MESSAGE) {
+    die(EXIT_DESCRIPTOR, "'%s' is not a message type in the descriptors",
+        name);
+    return NULL;
+  }
+  return m;
+}
+
+static int cmd_encode(session *s, const char *type, const char *json) {
+  const pool_sym *m = type_sym(s, type);
+  if (!m) return EXIT_DESCRIPTOR;
+  wbuf text = {0};
+  if (!json || strcmp(json, "-") == 0) {
+    if (read_file("-", &text) != 0)
+      return die(EXIT_USAGE, "cannot read the message from stdin");
+  } else {
+    wbuf_put(&text, json, strlen(json));
+  }
+  wbuf *msgs = NULL;
+  size_t n = 0;
+  int rc = encode_requests(s, m, text.data ? (const char *)text.data : "",
+                           text.len, 0, &msgs, &n);
+  wbuf_free(&text);
+  if (rc == 0 && msgs[0].len &&
+      fwrite(msgs[0].data, 1, msgs[0].len, stdout) != msgs[0].len)
+    rc = die(EXIT_USAGE, "cannot write to stdout");
+  for (size_t i = 0; i < n; i++) wbuf_free(&msgs[i]);
+  free(msgs);
+  return rc;
+}
+
+static int cmd_decode(session *s, const char *type) {
+  const pool_sym *m = type_sym(s, type);
+  if (!m) return EXIT_DESCRIPTOR;
+  wbuf bin = {0};
+  if (read_file("-", &bin) != 0)
+    return die(EXIT_USAGE, "cannot read the message from stdin");
+  raw_msg r = {bin.data ? bin.data : (const uint8_t *)"", bin.len};
+  int rc = print_reply(s, m, &r);
+  wbuf_free(&bin);
+  return rc;
+}
+
 /* ---- health ---- */
 
 static int cmd_health(session *s, const char *service) {
@@ -812,8 +863,11 @@ int main(int argc, char **argv) {
   char **pos = argv + optind;
   const char *cmd = npos > 0 ? pos[0] : "";
   int min = 2, max = 3;
+  int offline = strcmp(cmd, "encode") == 0 || strcmp(cmd, "decode") == 0;
   if (strcmp(cmd, "describe") == 0) min = max = 3;
   else if (strcmp(cmd, "call") == 0) min = 3, max = 4;
+  else if (strcmp(cmd, "encode") == 0) min = 2, max = 3;
+  else if (strcmp(cmd, "decode") == 0) min = max = 2;
   else if (strcmp(cmd, "list") != 0 && strcmp(cmd, "health") != 0) min = -1;
   if (min < 0 || npos < min || npos > max) {
     if (npos == 0) fputs("prpc: no command\n", stderr);
@@ -823,10 +877,17 @@ int main(int argc, char **argv) {
     rc = EXIT_USAGE;
     goto done;
   }
+  if (offline && o.n_proto_sets == 0) {
+    rc = die(EXIT_USAGE, "%s needs the descriptors: --proto-set FILE", cmd);
+    goto done;
+  }
   session s;
   int call_cmd = strcmp(cmd, "call") == 0;
-  rc = session_open(&s, &o, pos[1], call_cmd ? 0 : 10000);
-  if (rc == 0) {
+  rc = session_open(&s, &o, offline ? NULL : pos[1], call_cmd ? 0 : 10000);
+  if (rc == 0 && offline) {
+    if (cmd[0] == 'e') rc = cmd_encode(&s, pos[1], npos > 2 ? pos[2] : NULL);
+    else rc = cmd_decode(&s, pos[1]);
+  } else if (rc == 0) {
     if (strcmp(cmd, "list") == 0) rc = cmd_list(&s, npos > 2 ? pos[2] : NULL);
     else if (strcmp(cmd, "describe") == 0) rc = cmd_describe(&s, pos[2]);
     else if (call_cmd) rc = cmd_call(&s, pos[2], npos > 3 ? pos[3] : NULL);

@@ -5,7 +5,6 @@
 #include "transcode.h"
 
 #include <errno.h>
-#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -95,6 +94,14 @@ static const pool_sym *type_of(tc *c, const pb_field *fd, sym_kind kind) {
   }
   return s;
 }
+
+/* The well-known types with a JSON form of their own (below). */
+enum { WKT_NONE, WKT_WRAPPER, WKT_TIMESTAMP, WKT_DURATION, WKT_FIELDMASK,
+       WKT_STRUCT, WKT_VALUE, WKT_LISTVALUE };
+static int wkt_of(const char *type_name, int *wtype);
+static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out);
+static json_t *dec_wkt(tc *c, int kind, int wtype, const uint8_t *data,
+                       size_t len);
 
 /* ---------------------------------------------------------------------- */
 /* base64                                                                  */
@@ -228,7 +235,7 @@ static int get_double(tc *c, const json_t *v, int is_float, double *out) {
   } else {
     return fail(c, "expected a number (%s), got %s", tname, json_kind(v));
   }
-  if (is_float && isfinite(d) && fabs(d) > FLT_MAX)
+  if (is_float && isfinite(d) && isinf((float)d)) /* rounds past FLT_MAX */
     return fail(c, "%g is out of range for float", d);
   *out = d;
   return 0;
@@ -288,9 +295,11 @@ static int enc_value(tc *c, const pb_field *fd, const json_t *v, wbuf *out,
     return 0;
   }
   case T_MESSAGE: {
-    const pool_sym *s = type_of(c, fd, SYM_MESSAGE);
+    int wtype, kind = wkt_of(fd->type_name, &wtype);
+    const pool_sym *s = kind ? NULL : type_of(c, fd, SYM_MESSAGE);
     wbuf b = {0};
-    if (!s || enc_msg(c, s, v, &b) != 0) {
+    if (kind ? enc_wkt(c, kind, wtype, v, &b) != 0
+             : (!s || enc_msg(c, s, v, &b) != 0)) {
       wbuf_free(&b);
       return -1;
     }
@@ -400,7 +409,9 @@ static int enc_map(tc *c, const pb_msg *entry, const pb_field *fd,
       rc = k ? enc_value(c, kf, k, &b, 1) : fail(c, "key is not UTF-8");
       json_decref(k);
     }
-    if (rc == 0 && json_is_null(val))
+    int wt_;
+    if (rc == 0 && json_is_null(val) &&
+        wkt_of(vf->type_name, &wt_) != WKT_VALUE)
       rc = fail(c, "null is not a map value");
     if (rc == 0) rc = enc_value(c, vf, val, &b, 1);
     if (rc == 0) wbuf_bytes(out, (uint32_t)fd->number, b.data, b.len);
@@ -423,7 +434,8 @@ static int enc_field(tc *c, const pb_file *f, const pb_field *fd,
   for (size_t i = 0; i < json_array_size(v); i++) {
     size_t old = push(c, "[", NULL, i);
     json_t *e = json_array_get(v, i);
-    if (json_is_null(e)) {
+    int wt_;
+    if (json_is_null(e) && wkt_of(fd->type_name, &wt_) != WKT_VALUE) {
       wbuf_free(&pk);
       return fail(c, "null is not an element of a repeated field");
     }
@@ -494,7 +506,10 @@ static int enc_msg(tc *c, const pool_sym *ms, const json_t *obj, wbuf *out) {
     const pb_field *fd = m->field[i];
     const json_t *v = json_object_get(obj, fd->name);
     if (!v) v = json_object_get(obj, pool_json_name(fd, jbuf, sizeof(jbuf)));
-    if (!v || json_is_null(v)) continue;
+    int wt_;
+    if (!v || (json_is_null(v) && (fd->label == L_REPEATED ||
+                                   wkt_of(fd->type_name, &wt_) != WKT_VALUE)))
+      continue; /* null: not set; but a Value field holds the null */
     size_t old = push(c, "", fd->name, 0);
     if (enc_field(c, ms->file, fd, v, out) != 0) return -1;
     pop(c, old);
@@ -505,7 +520,8 @@ static int enc_msg(tc *c, const pool_sym *ms, const json_t *obj, wbuf *out) {
 int tc_encode(const pool *p, const pool_sym *msg, json_t *in, wbuf *out,
               char *err, size_t errlen) {
   tc c = {p, err, errlen, {0}, 0};
-  return enc_msg(&c, msg, in, out);
+  int wtype, kind = wkt_of(msg->name, &wtype);
+  return kind ? enc_wkt(&c, kind, wtype, in, out) : enc_msg(&c, msg, in, out);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -603,6 +619,8 @@ static json_t *dec_value(tc *c, const pb_field *fd, const wfield *w) {
     return j;
   }
   case T_MESSAGE: {
+    int wtype, kind = wkt_of(fd->type_name, &wtype);
+    if (kind) return dec_wkt(c, kind, wtype, w->data, w->len);
     const pool_sym *s = type_of(c, fd, SYM_MESSAGE);
     return s ? dec_msg(c, s, w->data, w->len) : NULL;
   }
@@ -726,12 +744,11 @@ static json_t *dec_msg(tc *c, const pool_sym *ms, const uint8_t *data,
         json_object_set(obj, jn, vals[i]);
     } else if ((int)fd->type == T_MESSAGE) {
       if (!seen[i]) continue;
-      const pool_sym *s = type_of(c, fd, SYM_MESSAGE);
       size_t old = push(c, "", fd->name, 0);
-      json_t *j = s ? dec_msg(c, s, subs[i].data ? subs[i].data
-                                                 : (const uint8_t *)"",
-                              subs[i].len)
-                    : NULL;
+      wfield whole = {(uint32_t)fd->number, WT_LEN, 0,
+                      subs[i].data ? subs[i].data : (const uint8_t *)"",
+                      subs[i].len};
+      json_t *j = dec_value(c, fd, &whole);
       if (!j) {
         json_decref(obj);
         obj = NULL;
@@ -759,7 +776,476 @@ out:
 json_t *tc_decode(const pool *p, const pool_sym *msg, const uint8_t *data,
                   size_t len, char *err, size_t errlen) {
   tc c = {p, err, errlen, {0}, 0};
-  return dec_msg(&c, msg, data ? data : (const uint8_t *)"", len);
+  int wtype, kind = wkt_of(msg->name, &wtype);
+  if (!data) data = (const uint8_t *)"";
+  return kind ? dec_wkt(&c, kind, wtype, data, len)
+              : dec_msg(&c, msg, data, len);
+}
+
+/* ---------------------------------------------------------------------- */
+/* well-known types: their own JSON forms                                  */
+/* ---------------------------------------------------------------------- */
+
+static const struct {
+  const char *name;
+  int kind, wtype;
+} wkts[] = {
+    {"google.protobuf.DoubleValue", WKT_WRAPPER, T_DOUBLE},
+    {"google.protobuf.FloatValue", WKT_WRAPPER, T_FLOAT},
+    {"google.protobuf.Int64Value", WKT_WRAPPER, T_INT64},
+    {"google.protobuf.UInt64Value", WKT_WRAPPER, T_UINT64},
+    {"google.protobuf.Int32Value", WKT_WRAPPER, T_INT32},
+    {"google.protobuf.UInt32Value", WKT_WRAPPER, T_UINT32},
+    {"google.protobuf.BoolValue", WKT_WRAPPER, T_BOOL},
+    {"google.protobuf.StringValue", WKT_WRAPPER, T_STRING},
+    {"google.protobuf.BytesValue", WKT_WRAPPER, T_BYTES},
+    {"google.protobuf.Timestamp", WKT_TIMESTAMP, 0},
+    {"google.protobuf.Duration", WKT_DURATION, 0},
+    {"google.protobuf.FieldMask", WKT_FIELDMASK, 0},
+    {"google.protobuf.Struct", WKT_STRUCT, 0},
+    {"google.protobuf.Value", WKT_VALUE, 0},
+    {"google.protobuf.ListValue", WKT_LISTVALUE, 0},
+};
+
+static int wkt_of(const char *type_name, int *wtype) {
+  if (!type_name) return WKT_NONE;
+  if (*type_name == '.') type_name++;
+  if (strncmp(type_name, "google.protobuf.", 16) != 0) return WKT_NONE;
+  for (size_t i = 0; i < sizeof(wkts) / sizeof(wkts[0]); i++)
+    if (strcmp(type_name, wkts[i].name) == 0) {
+      *wtype = wkts[i].wtype;
+      return wkts[i].kind;
+    }
+  return WKT_NONE;
+}
+
+static pb_field fake_field(int type, int number, const char *name) {
+  pb_field f = GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__INIT;
+  f.name = (char *)name;
+  f.has_number = 1;
+  f.number = number;
+  f.has_type = 1;
+  f.type = (Google__Protobuf__FieldDescriptorProto__Type)type;
+  return f;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  unsigned yoe = (unsigned)(y - era * 400);
+  unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d) {
+  z += 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  unsigned doe = (unsigned)(z - era * 146097);
+  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+#define TS_MIN (-62135596800LL) /* 0001-01-01T00:00:00Z */
+#define TS_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
+#define DUR_MAX 315576000000LL  /* 10000 years */
+
+/* n decimal digits at p, or -1. */
+static int64_t digits(const char *p, int n) {
+  int64_t v = 0;
+  for (int i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return -1;
+    v = v * 10 + (p[i] - '0');
+  }
+  return v;
+}
+
+/* ".123" (1 to 9 digits) at *p into nanoseconds; advances *p. */
+static int fraction(const char **p, int32_t *nanos) {
+  *nanos = 0;
+  if (**p != '.') return 0;
+  (*p)++;
+  int n = 0;
+  int64_t v = 0;
+  while ((*p)[n] >= '0' && (*p)[n] <= '9') {
+    if (n == 9) return -1;
+    v = v * 10 + ((*p)[n] - '0');
+    n++;
+  }
+  if (n == 0) return -1;
+  for (int i = n; i < 9; i++) v *= 10;
+  *p += n;
+  *nanos = (int32_t)v;
+  return 0;
+}
+
+static void put_fraction(char *buf, size_t size, int32_t nanos) {
+  if (nanos == 0) buf[0] = '\0';
+  else if (nanos % 1000000 == 0) snprintf(buf, size, ".%03d", nanos / 1000000);
+  else if (nanos % 1000 == 0) snprintf(buf, size, ".%06d", nanos / 1000);
+  else snprintf(buf, size, ".%09d", nanos);
+}
+
+static int parse_timestamp(tc *c, const char *s, int64_t *secs,
+                           int32_t *nanos) {
+  int64_t Y = digits(s, 4), M = digits(s + 5, 2), D = digits(s + 8, 2);
+  int64_t h = strlen(s) >= 19 ? digits(s + 11, 2) : -1;
+  int64_t mi = h >= 0 ? digits(s + 14, 2) : -1;
+  int64_t sec = h >= 0 ? digits(s + 17, 2) : -1;
+  if (Y < 1 || M < 1 || M > 12 || D < 1 || D > 31 || h < 0 || h > 23 ||
+      mi < 0 || mi > 59 || sec < 0 || sec > 59 || s[4] != '-' ||
+      s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
+      s[16] != ':')
+    goto bad;
+  const char *p = s + 19;
+  if (fraction(&p, nanos) != 0) goto bad;
+  int64_t offset = 0;
+  if (*p == 'Z' || *p == 'z') {
+    p++;
+  } else if (*p == '+' || *p == '-') {
+    int64_t oh = digits(p + 1, 2), om = p[3] == ':' ? digits(p + 4, 2) : -1;
+    if (oh < 0 || oh > 23 || om < 0 || om > 59) goto bad;
+    offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+    p += 6;
+  } else {
+    goto bad;
+  }
+  if (*p) goto bad;
+  *secs = days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 +
+          mi * 60 + sec - offset;
+  if (*secs < TS_MIN || *secs > TS_MAX)
+    return fail(c, "timestamp \"%s\" is out of range", s);
+  return 0;
+bad:
+  return fail(c, "\"%s\" is not an RFC 3339 timestamp "
+                 "(1972-01-01T10:00:20.021Z)", s);
+}
+
+static int parse_duration(tc *c, const char *s, int64_t *secs,
+                          int32_t *nanos) {
+  const char *p = s;
+  int neg = *p == '-';
+  if (neg) p++;
+  int n = 0;
+  int64_t v = 0;
+  while (p[n] >= '0' && p[n] <= '9' && n < 13) v = v * 10 + (p[n++] - '0');
+  p += n;
+  if (n == 0 || fraction(&p, nanos) != 0 || p[0] != 's' || p[1])
+    return fail(c, "\"%s\" is not a duration (\"1.5s\")", s);
+  if (v > DUR_MAX) return fail(c, "duration \"%s\" is out of range", s);
+  *secs = neg ? -v : v;
+  if (neg) *nanos = -*nanos;
+  return 0;
+}
+
+/* Value, Struct and ListValue bodies from any JSON. */
+static int enc_struct_value(tc *c, const json_t *v, wbuf *out);
+
+static int enc_struct(tc *c, const json_t *v, wbuf *out) {
+  const char *key;
+  json_t *val;
+  if (!json_is_object(v))
+    return fail(c, "expected an object (google.protobuf.Struct), got %s",
+                json_kind(v));
+  json_object_foreach((json_t *)v, key, val) {
+    size_t old = push(c, "[", key, 0);
+    wbuf e = {0}, b = {0};
+    wbuf_bytes(&e, 1, key, strlen(key));
+    if (enc_struct_value(c, val, &b) != 0) {
+      wbuf_free(&e);
+      wbuf_free(&b);
+      return -1;
+    }
+    wbuf_bytes(&e, 2, b.data, b.len);
+    wbuf_bytes(out, 1, e.data, e.len);
+    wbuf_free(&e);
+    wbuf_free(&b);
+    pop(c, old);
+  }
+  return 0;
+}
+
+static int enc_list(tc *c, const json_t *v, wbuf *out) {
+  if (!json_is_array(v))
+    return fail(c, "expected an array (google.protobuf.ListValue), got %s",
+                json_kind(v));
+  for (size_t i = 0; i < json_array_size(v); i++) {
+    size_t old = push(c, "[", NULL, i);
+    wbuf b = {0};
+    if (enc_struct_value(c, json_array_get(v, i), &b) != 0) {
+      wbuf_free(&b);
+      return -1;
+    }
+    wbuf_bytes(out, 1, b.data, b.len);
+    wbuf_free(&b);
+    pop(c, old);
+  }
+  return 0;
+}
+
+static int enc_struct_value(tc *c, const json_t *v, wbuf *out) {
+  wbuf b = {0};
+  int rc = 0;
+  switch (json_typeof(v)) {
+  case JSON_NULL:
+    wbuf_tag(out, 1, WT_VARINT);
+    wbuf_varint(out, 0);
+    return 0;
+  case JSON_INTEGER: case JSON_REAL: {
+    double d = json_number_value(v);
+    uint64_t bits;
+    memcpy(&bits, &d, 8);
+    wbuf_tag(out, 2, WT_I64);
+    wbuf_fixed64(out, bits);
+    return 0;
+  }
+  case JSON_STRING:
+    wbuf_bytes(out, 3, json_string_value(v), json_string_length(v));
+    return 0;
+  case JSON_TRUE: case JSON_FALSE:
+    wbuf_tag(out, 4, WT_VARINT);
+    wbuf_varint(out, json_is_true(v));
+    return 0;
+  case JSON_OBJECT:
+    if ((rc = enc_struct(c, v, &b)) == 0) wbuf_bytes(out, 5, b.data, b.len);
+    break;
+  case JSON_ARRAY:
+    if ((rc = enc_list(c, v, &b)) == 0) wbuf_bytes(out, 6, b.data, b.len);
+    break;
+  }
+  wbuf_free(&b);
+  return rc;
+}
+
+static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out) {
+  int64_t secs;
+  int32_t nanos;
+  switch (kind) {
+  case WKT_WRAPPER: {
+    pb_field f = fake_field(wtype, 1, "value");
+    return enc_value(c, &f, v, out, 1);
+  }
+  case WKT_TIMESTAMP: case WKT_DURATION:
+    if (!json_is_string(v))
+      return fail(c, "expected a %s string, got %s",
+                  kind == WKT_TIMESTAMP ? "timestamp" : "duration",
+                  json_kind(v));
+    if ((kind == WKT_TIMESTAMP ? parse_timestamp : parse_duration)(
+            c, json_string_value(v), &secs, &nanos) != 0)
+      return -1;
+    if (secs) {
+      wbuf_tag(out, 1, WT_VARINT);
+      wbuf_varint(out, (uint64_t)secs);
+    }
+    if (nanos) {
+      wbuf_tag(out, 2, WT_VARINT);
+      wbuf_varint(out, (uint64_t)(int64_t)nanos);
+    }
+    return 0;
+  case WKT_FIELDMASK: {
+    if (!json_is_string(v))
+      return fail(c, "expected a field mask string (\"a.b,c\"), got %s",
+                  json_kind(v));
+    const char *p = json_string_value(v);
+    while (*p) {
+      wbuf path = {0};
+      for (; *p && *p != ','; p++) {
+        char ch = *p;
+        if (ch >= 'A' && ch <= 'Z') {
+          wbuf_put(&path, "_", 1);
+          ch = (char)(ch - 'A' + 'a');
+        }
+        wbuf_put(&path, &ch, 1);
+      }
+      wbuf_bytes(out, 1, path.data, path.len);
+      wbuf_free(&path);
+      if (*p == ',') p++;
+    }
+    return 0;
+  }
+  case WKT_STRUCT: return enc_struct(c, v, out);
+  case WKT_LISTVALUE: return enc_list(c, v, out);
+  case WKT_VALUE: return enc_struct_value(c, v, out);
+  }
+  return fail(c, "unknown well-known type");
+}
+
+static json_t *dec_struct_value(tc *c, const uint8_t *data, size_t len);
+
+static json_t *dec_struct(tc *c, const uint8_t *data, size_t len) {
+  json_t *obj = json_object();
+  wreader r = {data, data + len};
+  wfield f;
+  int rc;
+  while ((rc = wr_field(&r, &f)) == 1) {
+    if (f.number != 1 || f.wt != WT_LEN) continue;
+    wreader er = {f.data, f.data + f.len};
+    wfield g;
+    char *key = NULL;
+    const uint8_t *vd = (const uint8_t *)"";
+    size_t vl = 0;
+    while ((rc = wr_field(&er, &g)) == 1) {
+      if (g.number == 1 && g.wt == WT_LEN) {
+        free(key);
+        key = strndup((const char *)g.data, g.len);
+      } else if (g.number == 2 && g.wt == WT_LEN) {
+        vd = g.data, vl = g.len;
+      }
+    }
+    json_t *v = rc == 0 ? dec_struct_value(c, vd, vl) : NULL;
+    if (!v || !key) {
+      free(key);
+      json_decref(v);
+      json_decref(obj);
+      if (rc != 0 || !key) fail(c, "malformed google.protobuf.Struct");
+      return NULL;
+    }
+    json_object_set_new(obj, key, v);
+    free(key);
+  }
+  if (rc < 0) {
+    json_decref(obj);
+    fail(c, "malformed google.protobuf.Struct");
+    return NULL;
+  }
+  return obj;
+}
+
+static json_t *dec_list(tc *c, const uint8_t *data, size_t len) {
+  json_t *arr = json_array();
+  wreader r = {data, data + len};
+  wfield f;
+  int rc;
+  while ((rc = wr_field(&r, &f)) == 1) {
+    if (f.number != 1 || f.wt != WT_LEN) continue;
+    json_t *v = dec_struct_value(c, f.data, f.len);
+    if (!v) {
+      json_decref(arr);
+      return NULL;
+    }
+    json_array_append_new(arr, v);
+  }
+  if (rc < 0) {
+    json_decref(arr);
+    fail(c, "malformed google.protobuf.ListValue");
+    return NULL;
+  }
+  return arr;
+}
+
+static json_t *dec_struct_value(tc *c, const uint8_t *data, size_t len) {
+  wreader r = {data, data + len};
+  wfield f, last = {0, -1, 0, NULL, 0};
+  int rc;
+  while ((rc = wr_field(&r, &f)) == 1)
+    if (f.number >= 1 && f.number <= 6) last = f; /* a oneof: last wins */
+  if (rc < 0) {
+    fail(c, "malformed google.protobuf.Value");
+    return NULL;
+  }
+  switch (last.wt < 0 ? 0 : last.number) {
+  case 1: return json_null();
+  case 2: {
+    double d;
+    if (last.wt != WT_I64) break;
+    memcpy(&d, &last.v, 8);
+    return float_json(d, 0);
+  }
+  case 3:
+    if (last.wt != WT_LEN) break;
+    return json_stringn((const char *)last.data, last.len);
+  case 4: return json_boolean(last.v != 0);
+  case 5: return last.wt == WT_LEN ? dec_struct(c, last.data, last.len) : NULL;
+  case 6: return last.wt == WT_LEN ? dec_list(c, last.data, last.len) : NULL;
+  default: return json_null(); /* no kind set */
+  }
+  fail(c, "malformed google.protobuf.Value");
+  return NULL;
+}
+
+static json_t *dec_wkt(tc *c, int kind, int wtype, const uint8_t *data,
+                       size_t len) {
+  wreader r = {data, data + len};
+  wfield f;
+  int rc;
+  int64_t secs = 0;
+  int32_t nanos = 0;
+  char buf[64], frac[16];
+  switch (kind) {
+  case WKT_WRAPPER: {
+    pb_field fd = fake_field(wtype, 1, "value");
+    wfield val = {1, wire_type_of(wtype), 0, (const uint8_t *)"", 0};
+    while ((rc = wr_field(&r, &f)) == 1)
+      if (f.number == 1) val = f;
+    if (rc < 0) break;
+    return dec_value(c, &fd, &val);
+  }
+  case WKT_TIMESTAMP: case WKT_DURATION:
+    while ((rc = wr_field(&r, &f)) == 1) {
+      if (f.number == 1 && f.wt == WT_VARINT) secs = (int64_t)f.v;
+      if (f.number == 2 && f.wt == WT_VARINT) nanos = (int32_t)(uint32_t)f.v;
+    }
+    if (rc < 0) break;
+    if (kind == WKT_TIMESTAMP) {
+      if (secs < TS_MIN || secs > TS_MAX || nanos < 0 || nanos > 999999999) {
+        fail(c, "timestamp %lld.%09d s is out of range", (long long)secs,
+             nanos);
+        return NULL;
+      }
+      int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+      int64_t rem = secs - days * 86400, y;
+      unsigned m, d;
+      civil_from_days(days, &y, &m, &d);
+      put_fraction(frac, sizeof(frac), nanos);
+      snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02d:%02d:%02d%sZ",
+               (long long)y, m, d, (int)(rem / 3600), (int)(rem / 60 % 60),
+               (int)(rem % 60), frac);
+    } else {
+      if (secs > DUR_MAX || secs < -DUR_MAX || nanos > 999999999 ||
+          nanos < -999999999 || (secs > 0 && nanos < 0) ||
+          (secs < 0 && nanos > 0)) {
+        fail(c, "duration %lld s %d ns is out of range", (long long)secs,
+             nanos);
+        return NULL;
+      }
+      int neg = secs < 0 || nanos < 0;
+      put_fraction(frac, sizeof(frac), nanos < 0 ? -nanos : nanos);
+      snprintf(buf, sizeof(buf), "%s%lld%ss", neg ? "-" : "",
+               (long long)(secs < 0 ? -secs : secs), frac);
+    }
+    return json_string(buf);
+  case WKT_FIELDMASK: {
+    wbuf out = {0};
+    while ((rc = wr_field(&r, &f)) == 1) {
+      if (f.number != 1 || f.wt != WT_LEN) continue;
+      if (out.len) wbuf_put(&out, ",", 1);
+      for (size_t i = 0; i < f.len; i++) {
+        char ch = (char)f.data[i];
+        if (ch == '_' && i + 1 < f.len && f.data[i + 1] >= 'a' &&
+            f.data[i + 1] <= 'z') {
+          ch = (char)(f.data[++i] - 'a' + 'A');
+        }
+        wbuf_put(&out, &ch, 1);
+      }
+    }
+    json_t *j = rc == 0 ? json_stringn(out.data ? (const char *)out.data : "",
+                                       out.len)
+                        : NULL;
+    wbuf_free(&out);
+    if (rc < 0) break;
+    return j;
+  }
+  case WKT_STRUCT: return dec_struct(c, data, len);
+  case WKT_LISTVALUE: return dec_list(c, data, len);
+  case WKT_VALUE: return dec_struct_value(c, data, len);
+  }
+  fail(c, "malformed well-known type message");
+  return NULL;
 }
 
 /* ---------------------------------------------------------------------- */
