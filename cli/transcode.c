@@ -30,7 +30,12 @@ typedef struct tc {
   size_t errlen;
   char path[512];
   size_t plen;
+  int depth; /* messages being decoded, nested */
 } tc;
+
+/* Protobuf's own default recursion limit: a peer cannot exhaust the stack
+ * with a deeply nested message. */
+#define TC_MAX_DEPTH 100
 
 static int fail(tc *c, const char *fmt, ...) {
   char msg[400];
@@ -519,7 +524,7 @@ static int enc_msg(tc *c, const pool_sym *ms, const json_t *obj, wbuf *out) {
 
 int tc_encode(const pool *p, const pool_sym *msg, json_t *in, wbuf *out,
               char *err, size_t errlen) {
-  tc c = {p, err, errlen, {0}, 0};
+  tc c = {p, err, errlen, {0}, 0, 0};
   int wtype, kind = wkt_of(msg->name, &wtype);
   return kind ? enc_wkt(&c, kind, wtype, in, out) : enc_msg(&c, msg, in, out);
 }
@@ -680,8 +685,23 @@ static int dec_map_entry(tc *c, const pb_msg *entry, const wfield *w,
   return 0;
 }
 
+static json_t *dec_msg_in(tc *c, const pool_sym *ms, const uint8_t *data,
+                          size_t len);
+
 static json_t *dec_msg(tc *c, const pool_sym *ms, const uint8_t *data,
                        size_t len) {
+  if (c->depth >= TC_MAX_DEPTH) {
+    fail(c, "nested more than %d messages deep", TC_MAX_DEPTH);
+    return NULL;
+  }
+  c->depth++;
+  json_t *j = dec_msg_in(c, ms, data, len);
+  c->depth--;
+  return j;
+}
+
+static json_t *dec_msg_in(tc *c, const pool_sym *ms, const uint8_t *data,
+                          size_t len) {
   const pb_msg *m = ms->desc;
   size_t n = m->n_field;
   json_t **vals = calloc(n + 1, sizeof(*vals));
@@ -775,7 +795,7 @@ out:
 
 json_t *tc_decode(const pool *p, const pool_sym *msg, const uint8_t *data,
                   size_t len, char *err, size_t errlen) {
-  tc c = {p, err, errlen, {0}, 0};
+  tc c = {p, err, errlen, {0}, 0, 0};
   int wtype, kind = wkt_of(msg->name, &wtype);
   if (!data) data = (const uint8_t *)"";
   return kind ? dec_wkt(&c, kind, wtype, data, len)
@@ -1138,7 +1158,20 @@ static json_t *dec_list(tc *c, const uint8_t *data, size_t len) {
   return arr;
 }
 
+static json_t *dec_struct_value_in(tc *c, const uint8_t *data, size_t len);
+
 static json_t *dec_struct_value(tc *c, const uint8_t *data, size_t len) {
+  if (c->depth >= TC_MAX_DEPTH) {
+    fail(c, "nested more than %d values deep", TC_MAX_DEPTH);
+    return NULL;
+  }
+  c->depth++;
+  json_t *j = dec_struct_value_in(c, data, len);
+  c->depth--;
+  return j;
+}
+
+static json_t *dec_struct_value_in(tc *c, const uint8_t *data, size_t len) {
   wreader r = {data, data + len};
   wfield f, last = {0, -1, 0, NULL, 0};
   int rc;

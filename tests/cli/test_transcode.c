@@ -251,6 +251,28 @@ static void malformed_wire(void) {
     if (got) FAIL_AT(__FILE__, __LINE__, "case %zu decoded: %s", i, got);
     ASSERT_STREQ(err, cases[i].err);
   }
+  /* A message nested deeper than 100 levels is refused, not a crash:
+   * AllTypes.nested (43) { children (2) { children { ... } } }. */
+  for (int levels = 99; levels <= 10000; levels = levels * 10 + 1) {
+    wbuf w = {0};
+    for (int i = 0; i < levels; i++) { /* innermost first */
+      wbuf outer = {0};
+      wbuf_bytes(&outer, i == levels - 1 ? 43 : 2, w.data, w.len);
+      wbuf_free(&w);
+      w = outer;
+    }
+    char err[600] = "";
+    char *got = to_json(w.data, w.len, err, sizeof(err));
+    if (levels < 100) {
+      if (!got) FAIL_AT(__FILE__, __LINE__, "%d levels: %s", levels, err);
+      free(got);
+    } else {
+      if (got) FAIL_AT(__FILE__, __LINE__, "%d levels decoded", levels);
+      ASSERT_CONTAINS(err, "nested more than 100 messages deep");
+    }
+    wbuf_free(&w);
+  }
+
   /* Unknown fields are skipped; packed and unpacked repeated both read. */
   char err[600] = "";
   char *got = to_json((const uint8_t *)"\xf8\x07\x01\xa0\x01\x05\xa2\x01\x02\x06\x07",
