@@ -49,7 +49,7 @@ typedef struct opts {
   prpc_metadata md;
   const char **proto_sets;
   size_t n_proto_sets;
-  int pretty, verbose;
+  int pretty, verbose, wait_for_ready;
 } opts;
 
 static int die(int code, const char *fmt, ...) {
@@ -96,7 +96,8 @@ static void usage(FILE *out) {
       "  --authority NAME           the :authority, and the name the TLS\n"
       "                             certificate must carry\n"
       "  -p, --pretty               indented JSON\n"
-      "  -v, --verbose              response headers and trailers on stderr\n"
+      "  -v, --verbose              response headers and trailers on stderr\n"      "  -w, --wait-for-ready       wait for the server to come up (until\n"
+      "                             the deadline) instead of UNAVAILABLE\n"
       "exit: 0 ok (health: SERVING), 1 usage, 2 bad request JSON,\n"
       "      3 unknown service, method or type, 4 NOT_SERVING,\n"
       "      5 health status UNKNOWN or SERVICE_UNKNOWN,\n"
@@ -193,6 +194,7 @@ static int session_open(session *s, opts *o, const char *target,
   s->call.timeout_ms = o->deadline_ms >= 0 ? o->deadline_ms
                                            : default_deadline_ms;
   s->call.metadata = o->md.count ? &o->md : NULL;
+  s->call.wait_for_ready = o->wait_for_ready;
   refl_init(&s->refl, s->ch, &s->call);
   s->reflection = o->n_proto_sets == 0;
   for (size_t i = 0; i < o->n_proto_sets; i++) {
@@ -825,6 +827,7 @@ int main(int argc, char **argv) {
       {"authority", required_argument, NULL, 'a'},
       {"pretty", no_argument, NULL, 'p'},
       {"verbose", no_argument, NULL, 'v'},
+      {"wait-for-ready", no_argument, NULL, 'w'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -837,7 +840,7 @@ int main(int argc, char **argv) {
   if (!o.proto_sets) abort();
   int c, rc = 0;
   while (rc == 0 &&
-         (c = getopt_long(argc, argv, "H:d:pvh", longopts, NULL)) != -1) {
+         (c = getopt_long(argc, argv, "H:d:pvwh", longopts, NULL)) != -1) {
     switch (c) {
     case 'H': rc = add_header(&o, optarg); break;
     case 'd':
@@ -853,6 +856,7 @@ int main(int argc, char **argv) {
     case 'a': o.authority = optarg; break;
     case 'p': o.pretty = 1; break;
     case 'v': o.verbose = 1; break;
+    case 'w': o.wait_for_ready = 1; break;
     case 'h': usage(stdout); goto done;
     case 'V': printf("prpc %s\n", prpc_version()); goto done;
     default: usage(stderr); rc = EXIT_USAGE; break;

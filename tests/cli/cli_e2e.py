@@ -363,6 +363,24 @@ def case_health():
         g.stop()
         if h:
             h.stop()
+    # --wait-for-ready: a probe started before its server waits for it.
+    sock = "unix:" + os.path.join(TMP, "later.sock")
+    probe = subprocess.Popen(WRAPPER + [binary("prpc"), "-w", "-d", "30",
+                                        "health", sock],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    time.sleep(0.3)  # not a readiness wait: the probe must start first
+    if probe.poll() is not None:
+        fail("the probe did not wait: %s" % (probe.communicate(),))
+    later = Server("greeter_server", ["--listen", sock])
+    try:
+        out, err = probe.communicate(timeout=30)
+        if probe.returncode != 0 or out != "SERVING\n" or err:
+            fail("waiting probe: %d %r %r" % (probe.returncode, out, err))
+    finally:
+        later.stop()
+    # Without it, at once UNAVAILABLE.
+    expect(prpc("health", sock), 24, "", err_has=["prpc: UNAVAILABLE: "])
     # A server without the health service.
     t = "unix:" + os.path.join(TMP, "chat.sock")
     s = Server("chat_server", [t], ready="serving on")
