@@ -27,12 +27,16 @@ static void add_sym(pool *p, char *name, sym_kind kind, const void *desc,
   }
   if (p->n_syms == p->cap_syms) {
     size_t cap = p->cap_syms ? 2 * p->cap_syms : 64;
-    pool_sym *s = realloc(p->syms, cap * sizeof(*s));
+    pool_sym **s = realloc(p->syms, cap * sizeof(*s));
     if (!s) abort();
     p->syms = s;
     p->cap_syms = cap;
   }
-  p->syms[p->n_syms++] = (pool_sym){name, kind, desc, file};
+  /* Each symbol on its own: pointers to it stay valid as the pool grows. */
+  pool_sym *sym = malloc(sizeof(*sym));
+  if (!sym) abort();
+  *sym = (pool_sym){name, kind, desc, file};
+  p->syms[p->n_syms++] = sym;
 }
 
 static void add_enums(pool *p, const pb_file *f, const char *scope,
@@ -100,17 +104,28 @@ int pool_add_set(pool *p, const uint8_t *data, size_t len) {
 const pool_sym *pool_find(const pool *p, const char *name) {
   if (name[0] == '.') name++;
   for (size_t i = 0; i < p->n_syms; i++)
-    if (strcmp(p->syms[i].name, name) == 0) return &p->syms[i];
+    if (strcmp(p->syms[i]->name, name) == 0) return p->syms[i];
   return NULL;
 }
 
 void pool_free(pool *p) {
-  for (size_t i = 0; i < p->n_syms; i++) free(p->syms[i].name);
+  for (size_t i = 0; i < p->n_syms; i++) {
+    free(p->syms[i]->name);
+    free(p->syms[i]);
+  }
   for (size_t i = 0; i < p->n_files; i++)
     google__protobuf__file_descriptor_proto__free_unpacked(p->files[i], NULL);
   free(p->syms);
   free(p->files);
   *p = (pool)POOL_INIT;
+}
+
+const pool_sym *pool_resolve(pool *p, const char *name) {
+  const pool_sym *s = pool_find(p, name);
+  if (!s && p->resolve && p->resolve(p, name[0] == '.' ? name + 1 : name,
+                                     p->resolve_data) == 0)
+    s = pool_find(p, name);
+  return s;
 }
 
 int pool_is_proto3(const pb_file *f) {

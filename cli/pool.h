@@ -28,12 +28,16 @@ typedef struct pool_sym {
 } pool_sym;
 
 typedef struct pool {
-  pb_file **files;
+  pb_file **files; /* each decoded file; they stay put as the pool grows */
   size_t n_files;
-  pool_sym *syms;
+  pool_sym **syms; /* likewise */
   size_t n_syms, cap_syms;
+  /* Called for a name the pool lacks (may be NULL): adds its file (from
+   * the server's reflection) and returns 0, or returns -1. */
+  int (*resolve)(struct pool *p, const char *name, void *data);
+  void *resolve_data;
 } pool;
-#define POOL_INIT {NULL, 0, NULL, 0, 0}
+#define POOL_INIT {NULL, 0, NULL, 0, 0, NULL, NULL}
 
 /* Adds one serialized FileDescriptorProto. A file already in the pool (by
  * name) is ignored. Returns 0, or -1 when the bytes do not decode. */
@@ -44,6 +48,10 @@ int pool_add_set(pool *p, const uint8_t *data, size_t len);
 int pool_has_file(const pool *p, const char *name);
 /* Finds a symbol by full name (a leading dot is allowed), or NULL. */
 const pool_sym *pool_find(const pool *p, const char *name);
+/* pool_find(), and on a miss the resolver, then pool_find() again. For
+ * names found only at run time (the type inside a google.protobuf.Any).
+ * Symbols found before stay valid. */
+const pool_sym *pool_resolve(pool *p, const char *name);
 /* Frees everything. */
 void pool_free(pool *p);
 

@@ -177,6 +177,15 @@ typedef struct session {
   int reflection; /* 0 when --proto-set gave the descriptors */
 } session;
 
+/* The pool's resolver: a type only met at run time (in an Any), from the
+ * server's reflection. */
+static int resolve_by_reflection(pool *p, const char *name, void *data) {
+  session *s = data;
+  rpc_error e;
+  (void)p;
+  return refl_load_symbol(&s->refl, &s->pool, name, &e);
+}
+
 static int session_open(session *s, opts *o, const char *target,
                         int64_t default_deadline_ms) {
   prpc_channel_opts copts = PRPC_CHANNEL_OPTS_INIT;
@@ -197,6 +206,10 @@ static int session_open(session *s, opts *o, const char *target,
   s->call.wait_for_ready = o->wait_for_ready;
   refl_init(&s->refl, s->ch, &s->call);
   s->reflection = o->n_proto_sets == 0;
+  if (s->reflection && s->ch) {
+    s->pool.resolve = resolve_by_reflection;
+    s->pool.resolve_data = s;
+  }
   for (size_t i = 0; i < o->n_proto_sets; i++) {
     wbuf b = {0};
     int rc = read_file(o->proto_sets[i], &b);
@@ -304,8 +317,8 @@ static int cmd_list(session *s, const char *service) {
   }
   if (!s->reflection) {
     for (size_t i = 0; i < s->pool.n_syms; i++)
-      if (s->pool.syms[i].kind == SYM_SERVICE)
-        printf("%s\n", s->pool.syms[i].name);
+      if (s->pool.syms[i]->kind == SYM_SERVICE)
+        printf("%s\n", s->pool.syms[i]->name);
     return 0;
   }
   char **names;

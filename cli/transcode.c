@@ -25,7 +25,7 @@ enum {
 /* Transcoding state: the pool, the error buffer and the path of the field
  * being worked on ("response_parameters[1].size"), for error messages. */
 typedef struct tc {
-  const pool *p;
+  pool *p;
   char *err;
   size_t errlen;
   char path[512];
@@ -102,7 +102,7 @@ static const pool_sym *type_of(tc *c, const pb_field *fd, sym_kind kind) {
 
 /* The well-known types with a JSON form of their own (below). */
 enum { WKT_NONE, WKT_WRAPPER, WKT_TIMESTAMP, WKT_DURATION, WKT_FIELDMASK,
-       WKT_STRUCT, WKT_VALUE, WKT_LISTVALUE };
+       WKT_STRUCT, WKT_VALUE, WKT_LISTVALUE, WKT_ANY };
 static int wkt_of(const char *type_name, int *wtype);
 static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out);
 static json_t *dec_wkt(tc *c, int kind, int wtype, const uint8_t *data,
@@ -522,7 +522,7 @@ static int enc_msg(tc *c, const pool_sym *ms, const json_t *obj, wbuf *out) {
   return 0;
 }
 
-int tc_encode(const pool *p, const pool_sym *msg, json_t *in, wbuf *out,
+int tc_encode(pool *p, const pool_sym *msg, json_t *in, wbuf *out,
               char *err, size_t errlen) {
   tc c = {p, err, errlen, {0}, 0, 0};
   int wtype, kind = wkt_of(msg->name, &wtype);
@@ -793,7 +793,7 @@ out:
   return obj;
 }
 
-json_t *tc_decode(const pool *p, const pool_sym *msg, const uint8_t *data,
+json_t *tc_decode(pool *p, const pool_sym *msg, const uint8_t *data,
                   size_t len, char *err, size_t errlen) {
   tc c = {p, err, errlen, {0}, 0, 0};
   int wtype, kind = wkt_of(msg->name, &wtype);
@@ -825,6 +825,7 @@ static const struct {
     {"google.protobuf.Struct", WKT_STRUCT, 0},
     {"google.protobuf.Value", WKT_VALUE, 0},
     {"google.protobuf.ListValue", WKT_LISTVALUE, 0},
+    {"google.protobuf.Any", WKT_ANY, 0},
 };
 
 static int wkt_of(const char *type_name, int *wtype) {
@@ -1042,6 +1043,92 @@ static int enc_struct_value(tc *c, const json_t *v, wbuf *out) {
   return rc;
 }
 
+/* google.protobuf.Any: {"@type": URL, fields of the type...}, or for a
+ * well-known type {"@type": URL, "value": its JSON}. */
+static const pool_sym *any_type(tc *c, const char *url) {
+  const char *slash = strrchr(url, '/');
+  const char *name = slash ? slash + 1 : url;
+  const pool_sym *s = *name ? pool_resolve(c->p, name) : NULL;
+  if (!s || s->kind != SYM_MESSAGE) {
+    fail(c, "the Any's type \"%s\" is not in the descriptors", url);
+    return NULL;
+  }
+  return s;
+}
+
+static int enc_any(tc *c, const json_t *v, wbuf *out) {
+  if (!json_is_object(v))
+    return fail(c, "expected an object (google.protobuf.Any), got %s",
+                json_kind(v));
+  if (json_object_size(v) == 0) return 0;
+  const json_t *t = json_object_get(v, "@type");
+  if (!json_is_string(t)) return fail(c, "an Any needs a string \"@type\"");
+  const char *url = json_string_value(t);
+  const pool_sym *s = any_type(c, url);
+  if (!s) return -1;
+  json_t *rest = json_copy((json_t *)v);
+  json_object_del(rest, "@type");
+  wbuf b = {0};
+  int wtype, kind = wkt_of(s->name, &wtype), rc;
+  if (kind) {
+    const json_t *val = json_object_get(rest, "value");
+    rc = val && json_object_size(rest) == 1
+             ? enc_wkt(c, kind, wtype, val, &b)
+             : fail(c, "an Any of %s takes \"value\" and nothing else",
+                    s->name);
+  } else {
+    rc = enc_msg(c, s, rest, &b);
+  }
+  json_decref(rest);
+  if (rc == 0) {
+    wbuf_bytes(out, 1, url, strlen(url));
+    wbuf_bytes(out, 2, b.data, b.len);
+  }
+  wbuf_free(&b);
+  return rc;
+}
+
+static json_t *dec_any(tc *c, const uint8_t *data, size_t len) {
+  wreader r = {data, data + len};
+  wfield f, url = {0, -1, 0, NULL, 0}, val = {0, -1, 0, NULL, 0};
+  int rc;
+  while ((rc = wr_field(&r, &f)) == 1) {
+    if (f.number == 1 && f.wt == WT_LEN) url = f;
+    if (f.number == 2 && f.wt == WT_LEN) val = f;
+  }
+  if (rc < 0) {
+    fail(c, "malformed google.protobuf.Any");
+    return NULL;
+  }
+  if (url.wt < 0 && val.wt < 0) return json_object();
+  char *u = url.wt < 0 ? strdup("") : strndup((const char *)url.data, url.len);
+  if (!u) abort();
+  const pool_sym *s = any_type(c, u);
+  json_t *type = json_string(u);
+  free(u);
+  if (!s || !type) {
+    if (s) fail(c, "the Any's type URL is not valid UTF-8");
+    json_decref(type);
+    return NULL;
+  }
+  const uint8_t *vd = val.wt < 0 ? (const uint8_t *)"" : val.data;
+  int wtype, kind = wkt_of(s->name, &wtype);
+  json_t *inner = kind ? dec_wkt(c, kind, wtype, vd, val.len)
+                       : dec_msg(c, s, vd, val.len);
+  if (!inner) {
+    json_decref(type);
+    return NULL;
+  }
+  json_t *obj = json_object();
+  json_object_set_new(obj, "@type", type);
+  if (kind) json_object_set_new(obj, "value", inner);
+  else {
+    json_object_update(obj, inner);
+    json_decref(inner);
+  }
+  return obj;
+}
+
 static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out) {
   int64_t secs;
   int32_t nanos;
@@ -1091,6 +1178,7 @@ static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out) {
   case WKT_STRUCT: return enc_struct(c, v, out);
   case WKT_LISTVALUE: return enc_list(c, v, out);
   case WKT_VALUE: return enc_struct_value(c, v, out);
+  case WKT_ANY: return enc_any(c, v, out);
   }
   return fail(c, "unknown well-known type");
 }
@@ -1276,6 +1364,7 @@ static json_t *dec_wkt(tc *c, int kind, int wtype, const uint8_t *data,
   case WKT_STRUCT: return dec_struct(c, data, len);
   case WKT_LISTVALUE: return dec_list(c, data, len);
   case WKT_VALUE: return dec_struct_value(c, data, len);
+  case WKT_ANY: return dec_any(c, data, len);
   }
   fail(c, "malformed well-known type message");
   return NULL;

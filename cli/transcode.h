@@ -10,16 +10,17 @@
 #include "wire.h"
 
 /* Encodes a JSON object as message msg (a SYM_MESSAGE symbol) into out.
- * Returns 0, or -1 with a sentence in err naming the field, e.g.
+ * The pool may grow: a google.protobuf.Any's type is looked up with
+ * pool_resolve(). Returns 0, or -1 with a sentence in err naming the field, e.g.
  * 'field "name": expected a string, got a number'. */
-int tc_encode(const pool *p, const pool_sym *msg, json_t *in, wbuf *out,
+int tc_encode(pool *p, const pool_sym *msg, json_t *in, wbuf *out,
               char *err, size_t errlen);
 
 /* Decodes len bytes of message msg into a new JSON object (lowerCamelCase
  * names, default values left out, 64-bit integers as strings, bytes as
  * base64, enums by name). Returns NULL with err set when the bytes are not
  * a valid message of that type. */
-json_t *tc_decode(const pool *p, const pool_sym *msg, const uint8_t *data,
+json_t *tc_decode(pool *p, const pool_sym *msg, const uint8_t *data,
                   size_t len, char *err, size_t errlen);
 
 /* Writes a JSON value: compact on one line, or indented by 2 when pretty.
