@@ -74,6 +74,7 @@ static void usage(FILE *out) {
       "usage: prpc [OPTIONS] COMMAND ARGS...\n"
       "  list     TARGET [SERVICE]        services, or a service's methods\n"
       "  describe TARGET SYMBOL           a service, method, message or enum\n"
+      "           (with --proto-set, list and describe need no TARGET)\n"
       "  call     TARGET pkg.Service/Method [JSON|-]\n"
       "                                   JSON request from the argument or\n"
       "                                   stdin; one JSON reply per line\n"
@@ -881,6 +882,13 @@ int main(int argc, char **argv) {
   const char *cmd = npos > 0 ? pos[0] : "";
   int min = 2, max = 3;
   int offline = strcmp(cmd, "encode") == 0 || strcmp(cmd, "decode") == 0;
+  /* With --proto-set, list and describe need no server: no TARGET. */
+  const char *target = npos > 1 ? pos[1] : NULL;
+  if (o.n_proto_sets &&
+      ((strcmp(cmd, "describe") == 0 && npos == 2) ||
+       (strcmp(cmd, "list") == 0 && npos == 1))) {
+    pos--, npos++, target = NULL; /* as if the target were there */
+  }
   if (strcmp(cmd, "describe") == 0) min = max = 3;
   else if (strcmp(cmd, "call") == 0) min = 3, max = 4;
   else if (strcmp(cmd, "encode") == 0) min = 2, max = 3;
@@ -900,7 +908,7 @@ int main(int argc, char **argv) {
   }
   session s;
   int call_cmd = strcmp(cmd, "call") == 0;
-  rc = session_open(&s, &o, offline ? NULL : pos[1], call_cmd ? 0 : 10000);
+  rc = session_open(&s, &o, offline ? NULL : target, call_cmd ? 0 : 10000);
   if (rc == 0 && offline) {
     if (cmd[0] == 'e') rc = cmd_encode(&s, pos[1], npos > 2 ? pos[2] : NULL);
     else rc = cmd_decode(&s, pos[1]);

@@ -157,6 +157,13 @@ def case_greeter_describe():
            "  grpc.testing.EchoStatus response_status = 7;\n}\n", "")
     expect(prpc("--proto-set", ps, "describe", t, "no.Such"), 3,
            err="prpc: 'no.Such' is not in the descriptors\n")
+    # With --proto-set, no TARGET needed.
+    expect(prpc("--proto-set", ps, "list"), 0,
+           "helloworld.Greeter\ngrpc.health.v1.Health\n", "")
+    expect(prpc("--proto-set", ps, "describe", "helloworld.HelloReply"), 0,
+           "message helloworld.HelloReply {\n  string message = 1;\n}\n", "")
+    expect(prpc("describe", "helloworld.HelloReply"), 1,
+           err_has=["describe: wrong number of arguments"])
 
 
 def case_interop_streaming():
