@@ -447,6 +447,15 @@ def case_fd():
 
 
 def case_abstract():
+    # Plain TCP first: 127.0.0.1, port 0.
+    s = Server("greeter_server", ["--listen", "127.0.0.1:0"])
+    try:
+        t = "127.0.0.1:%d" % s.ports[0]
+        expect(prpc("call", t, "helloworld.Greeter/SayHello",
+                    '{"name":"tcp"}'), 0, '{"message":"Hello tcp"}\n', "")
+        expect(prpc("health", "dns:///" + t), 0, "SERVING\n", "")
+    finally:
+        s.stop()
     name = "unix-abstract:prpc-cli-test-%d" % os.getpid()
     s = Server("greeter_server", ["--listen", name, "--allow", "same-user"])
     try:
