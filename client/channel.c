@@ -240,10 +240,75 @@ static char *unavailable_message(const prpc_channel *ch, grpc_slice details) {
   return msg;
 }
 
+/* A reply is decoded either into a new message (*out, codecs with decode)
+ * or into the caller's struct (into, codecs with decode_into). */
+typedef struct reply_dest {
+  int into_mode;
+  void **out;
+  void *into;
+} reply_dest;
+
+/* Checks that the method's codec can deliver to dest. */
+static int dest_ok(const prpc_method_desc *m, const reply_dest *d) {
+  return d->into_mode ? m->codec->decode_into != NULL
+                      : m->codec->decode != NULL;
+}
+
+static const char *dest_mismatch(const reply_dest *d) {
+  return d->into_mode ? "this method's codec allocates its messages: use "
+                        "the call functions without _into"
+                      : "this method's codec decodes into caller storage: "
+                        "use the _into call functions";
+}
+
+/* Decodes bb to dest. Returns NULL, or the status message (in buf). */
+static const char *reply_decode(const prpc_method_desc *m,
+                                grpc_byte_buffer *bb, const reply_dest *d,
+                                char *buf, size_t n) {
+  const char *err;
+  if (!d->into_mode) {
+    if (!d->out)
+      return NULL;
+    *d->out = prpc__decode(m->codec, m->output, bb, NULL);
+    return *d->out ? NULL : "the reply message does not decode";
+  }
+  if (!d->into)
+    return NULL;
+  if (!(err = prpc__decode_into(m->codec, m->output, bb, d->into)))
+    return NULL;
+  snprintf(buf, n, "the reply message does not decode: %s", err);
+  return buf;
+}
+
+static grpc_status_code unary_call(prpc_channel *ch, const prpc_method_desc *m,
+                                   const void *request,
+                                   const prpc_call_opts *opts,
+                                   const reply_dest *dest, prpc_status *st);
+
 grpc_status_code prpc_unary_call(prpc_channel *ch, const prpc_method_desc *m,
                                  const void *request,
                                  const prpc_call_opts *opts, void **reply,
                                  prpc_status *st) {
+  reply_dest d = {0, reply, NULL};
+  if (reply)
+    *reply = NULL;
+  return unary_call(ch, m, request, opts, &d, st);
+}
+
+grpc_status_code prpc_unary_call_into(prpc_channel *ch,
+                                      const prpc_method_desc *m,
+                                      const void *request,
+                                      const prpc_call_opts *opts, void *reply,
+                                      prpc_status *st) {
+  reply_dest d = {1, NULL, reply};
+  return unary_call(ch, m, request, opts, &d, st);
+}
+
+static grpc_status_code unary_call(prpc_channel *ch, const prpc_method_desc *m,
+                                   const void *request,
+                                   const prpc_call_opts *opts,
+                                   const reply_dest *dest, prpc_status *st) {
+  char errbuf[200];
   grpc_completion_queue *cq;
   grpc_call *call;
   grpc_op ops[6];
@@ -256,14 +321,15 @@ grpc_status_code prpc_unary_call(prpc_channel *ch, const prpc_method_desc *m,
   const char *local_msg = NULL;
   grpc_event ev;
 
-  if (reply)
-    *reply = NULL;
   if (!ch || !m || !request)
     return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT,
                          "prpc_unary_call: NULL channel, method or request");
   if (m->kind != PRPC_UNARY)
     return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT,
                          "prpc_unary_call: method is not unary");
+  if (!dest_ok(m, dest))
+    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT,
+                         dest_mismatch(dest));
   switch (request_md(opts, &md, &n_md)) {
   case 0:
     break;
@@ -317,12 +383,9 @@ grpc_status_code prpc_unary_call(prpc_channel *ch, const prpc_method_desc *m,
     if (!recv_bb) {
       code = GRPC_STATUS_INTERNAL;
       local_msg = "the server sent no reply message";
-    } else if (reply) {
-      *reply = prpc__decode(m->codec, m->output, recv_bb, NULL);
-      if (!*reply) {
-        code = GRPC_STATUS_INTERNAL;
-        local_msg = "the reply message does not decode";
-      }
+    } else if ((local_msg = reply_decode(m, recv_bb, dest, errbuf,
+                                         sizeof(errbuf)))) {
+      code = GRPC_STATUS_INTERNAL;
     }
   }
   if (st) {
@@ -491,12 +554,15 @@ int prpc_call_read_compressed(const prpc_call *c) {
   return prpc__core_last_message_compressed(c->call);
 }
 
-int prpc_call_read(prpc_call *c, void **msg) {
+static int call_read(prpc_call *c, const reply_dest *dest) {
   grpc_op ops[2];
   size_t n = 0;
   grpc_byte_buffer *bb = NULL;
   int had_headers = c->headers_done;
-  *msg = NULL;
+  char errbuf[200];
+  const char *err;
+  if (!dest_ok(c->m, dest))
+    return prpc__fail(-EINVAL, "%s: %s", c->m->path, dest_mismatch(dest));
   if (c->read_ended)
     return 0;
   memset(ops, 0, sizeof(ops));
@@ -515,15 +581,30 @@ int prpc_call_read(prpc_call *c, void **msg) {
     c->read_ended = 1;
     return 0;
   }
-  *msg = prpc__decode(c->m->codec, c->m->output, bb, NULL);
+  err = reply_decode(c->m, bb, dest, errbuf, sizeof(errbuf));
   grpc_byte_buffer_destroy(bb);
-  if (!*msg) {
-    grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL,
-                                 "the reply message does not decode", NULL);
+  if (err) {
+    grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, err, NULL);
     c->read_ended = 1;
-    return prpc__fail(PRPC_EMSG, "a message from the server does not decode");
+    return prpc__fail(PRPC_EMSG, "a message from the server does not decode%s",
+                      dest->into_mode ? errbuf + strlen("the reply message "
+                                                        "does not decode")
+                                      : "");
   }
   return 1;
+}
+
+int prpc_call_read(prpc_call *c, void **msg) {
+  reply_dest d = {0, msg, NULL};
+  *msg = NULL;
+  return call_read(c, &d);
+}
+
+int prpc_call_read_into(prpc_call *c, void *msg) {
+  reply_dest d = {1, NULL, msg};
+  if (!msg)
+    return prpc__fail(-EINVAL, "prpc_call_read_into: NULL message");
+  return call_read(c, &d);
 }
 
 void prpc_call_cancel(prpc_call *c) {
@@ -531,8 +612,25 @@ void prpc_call_cancel(prpc_call *c) {
     grpc_call_cancel(c->call, NULL);
 }
 
+static grpc_status_code call_finish(prpc_call *c, const reply_dest *dest,
+                                    prpc_status *st);
+
 grpc_status_code prpc_call_finish(prpc_call *c, void **reply,
                                   prpc_status *st) {
+  reply_dest d = {0, reply, NULL};
+  if (reply)
+    *reply = NULL;
+  return call_finish(c, &d, st);
+}
+
+grpc_status_code prpc_call_finish_into(prpc_call *c, void *reply,
+                                       prpc_status *st) {
+  reply_dest d = {1, NULL, reply};
+  return call_finish(c, &d, st);
+}
+
+static grpc_status_code call_finish(prpc_call *c, const reply_dest *dest,
+                                    prpc_status *st) {
   grpc_op ops[4];
   size_t n = 0;
   grpc_status_code code = GRPC_STATUS_UNKNOWN;
@@ -540,10 +638,15 @@ grpc_status_code prpc_call_finish(prpc_call *c, void **reply,
   grpc_metadata_array trailers;
   grpc_byte_buffer *bb = NULL;
   const char *local_msg = NULL;
-  int want_reply = reply && c->m->kind == PRPC_CLIENT_STREAMING;
+  char errbuf[200];
+  int want_reply = (dest->into_mode ? dest->into != NULL : dest->out != NULL) &&
+                   c->m->kind == PRPC_CLIENT_STREAMING;
 
-  if (reply)
-    *reply = NULL;
+  const char *mismatch = NULL;
+  if (want_reply && !dest_ok(c->m, dest)) {
+    want_reply = 0;
+    mismatch = dest_mismatch(dest);
+  }
   grpc_metadata_array_init(&trailers);
   memset(ops, 0, sizeof(ops));
   /* A client-streaming call's reply comes after the half-close, so finish
@@ -583,10 +686,13 @@ grpc_status_code prpc_call_finish(prpc_call *c, void **reply,
     if (!bb) {
       code = GRPC_STATUS_INTERNAL;
       local_msg = "the server sent no reply message";
-    } else if (!(*reply = prpc__decode(c->m->codec, c->m->output, bb, NULL))) {
+    } else if ((local_msg = reply_decode(c->m, bb, dest, errbuf,
+                                         sizeof(errbuf)))) {
       code = GRPC_STATUS_INTERNAL;
-      local_msg = "the reply message does not decode";
     }
+  } else if (mismatch && code == GRPC_STATUS_OK) {
+    code = GRPC_STATUS_INVALID_ARGUMENT;
+    local_msg = mismatch;
   }
   if (st) {
     char *unavail = NULL;

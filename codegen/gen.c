@@ -4,7 +4,10 @@
  *   type      Foo__Bar__BazQux      each dotted piece in CamelCase
  *   function  foo__bar__baz_qux     each piece lower case, '_' before a
  *                                   capital that follows a non-capital
- *   macro     FOO__BAR__BAZ_QUX     the same in upper case */
+ *   macro     FOO__BAR__BAZ_QUX     the same in upper case
+ * With backend=nanopb the messages are nanopb's (its default long names:
+ * the full name with '.' turned into '_', "foo_bar_BazQux", descriptors
+ * <type>_msg); the stubs and handler tables keep the names above. */
 #include "gen.h"
 
 #include <ctype.h>
@@ -71,6 +74,7 @@ static void sb_printf(sb *b, const char *fmt, ...) {
 
 /* Every name the generator makes lives until the run ends. */
 typedef struct gen {
+  int nanopb; /* backend=nanopb */
   char **names;
   size_t n_names, cap_names;
   int oom;
@@ -169,6 +173,16 @@ static char *join(gen *g, const char *a, const char *sep, const char *c) {
   return keep(g, &b);
 }
 
+/* nanopb's C name of a message: ".pkg.Outer.Inner" -> "pkg_Outer_Inner". */
+static char *nanopb_name(gen *g, const char *type) {
+  sb b = {0};
+  for (const char *p = type[0] == '.' ? type + 1 : type; *p; p++)
+    sb_printf(&b, "%c", *p == '.' ? '_' : *p);
+  if (!b.p)
+    sb_printf(&b, "%s", "");
+  return keep(g, &b);
+}
+
 static int is_ident(const char *s) {
   if (!s || !(isalpha((unsigned char)*s) || *s == '_'))
     return 0;
@@ -203,13 +217,15 @@ typedef struct method {
   const char *path;      /* /helloworld.Greeter/SayHello */
   const char *in_type;   /* Helloworld__HelloRequest */
   const char *out_type;  /* Helloworld__HelloReply */
-  const char *in_desc;   /* helloworld__hello_request__descriptor */
+  const char *in_desc;   /* helloworld__hello_request__descriptor; nanopb:
+                            helloworld_HelloRequest__prpc_type */
   const char *out_desc;
   const char *kind;      /* PRPC_UNARY ... */
   int client_streaming, server_streaming;
 } method;
 
 typedef struct service {
+  int nanopb;         /* messages are nanopb structs */
   const char *full;   /* helloworld.Greeter */
   const char *lower;  /* helloworld__greeter */
   const char *camel;  /* Helloworld__Greeter */
@@ -327,7 +343,7 @@ static int check_type(gen *g, const Request *req, const char *type,
          where, type);
     return -1;
   }
-  cpkg = c_package_of(f);
+  cpkg = g->nanopb ? NULL : c_package_of(f);
   if (cpkg) {
     fail(g,
          "%s: %s sets protobuf-c's c_package option ('%s'), which "
@@ -347,6 +363,7 @@ static int build_service(gen *g, const Request *req, const FileProto *f,
          sp->name ? sp->name : "");
     return -1;
   }
+  s->nanopb = g->nanopb;
   s->full = join(g, pkg, ".", sp->name);
   s->lower = full_name(g, s->full, CASE_LOWER);
   s->camel = full_name(g, s->full, CASE_CAMEL);
@@ -383,12 +400,19 @@ static int build_service(gen *g, const Request *req, const FileProto *f,
       sb_printf(&b, "/%s/%s", s->full, mp->name);
       m->path = keep(g, &b);
     }
-    m->in_type = full_name(g, mp->input_type, CASE_CAMEL);
-    m->out_type = full_name(g, mp->output_type, CASE_CAMEL);
-    m->in_desc = join(g, full_name(g, mp->input_type, CASE_LOWER), "",
-                      "__descriptor");
-    m->out_desc = join(g, full_name(g, mp->output_type, CASE_LOWER), "",
-                       "__descriptor");
+    if (g->nanopb) {
+      m->in_type = nanopb_name(g, mp->input_type);
+      m->out_type = nanopb_name(g, mp->output_type);
+      m->in_desc = join(g, m->in_type, "", "__prpc_type");
+      m->out_desc = join(g, m->out_type, "", "__prpc_type");
+    } else {
+      m->in_type = full_name(g, mp->input_type, CASE_CAMEL);
+      m->out_type = full_name(g, mp->output_type, CASE_CAMEL);
+      m->in_desc = join(g, full_name(g, mp->input_type, CASE_LOWER), "",
+                        "__descriptor");
+      m->out_desc = join(g, full_name(g, mp->output_type, CASE_LOWER), "",
+                         "__descriptor");
+    }
     m->client_streaming = mp->has_client_streaming && mp->client_streaming;
     m->server_streaming = mp->has_server_streaming && mp->server_streaming;
     m->kind = m->client_streaming
@@ -415,6 +439,18 @@ static void emit_header_service(sb *h, const service *s) {
   for (size_t i = 0; i < s->n; i++) {
     const method *m = &s->methods[i];
     const char *fn = s->lower;
+    if (!m->client_streaming && !m->server_streaming && s->nanopb) {
+      sb_printf(h,
+                "\n/* Calls %s and blocks until it ends. reply is the "
+                "caller's struct\n * (%s_init_zero, plus any decode "
+                "callbacks), filled on GRPC_STATUS_OK;\n * NULL drops the "
+                "reply. See prpc_unary_call_into(). */\n"
+                "grpc_status_code %s_client__%s(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    %s *reply, prpc_status *status);\n",
+                m->path, m->out_type, fn, m->lower, m->in_type, m->out_type);
+      continue;
+    }
     if (!m->client_streaming && !m->server_streaming) {
       sb_printf(h,
                 "\n/* Calls %s and blocks until it ends. On GRPC_STATUS_OK "
@@ -449,15 +485,31 @@ static void emit_header_service(sb *h, const service *s) {
       sb_printf(h, "int %s_client__%s_write(prpc_call *call, const %s *msg);\n",
                 fn, m->lower, m->in_type);
     if (m->server_streaming)
-      sb_printf(h, "int %s_client__%s_read(prpc_call *call, %s **msg);\n", fn,
-                m->lower, m->out_type);
+      sb_printf(h, "int %s_client__%s_read(prpc_call *call, %s %s);\n", fn,
+                m->lower, m->out_type, s->nanopb ? "*msg" : "**msg");
     if (m->client_streaming && !m->server_streaming)
       sb_printf(h,
                 "grpc_status_code %s_client__%s_finish(prpc_call *call,\n"
-                "    %s **reply, prpc_status *status);\n",
-                fn, m->lower, m->out_type);
+                "    %s %s, prpc_status *status);\n",
+                fn, m->lower, m->out_type, s->nanopb ? "*reply" : "**reply");
   }
 
+  if (s->nanopb)
+    sb_printf(h,
+              "\n/* Server. One handler per rpc; a NULL handler answers "
+              "UNIMPLEMENTED.\n"
+              " * request is borrowed until the handler returns. reply "
+              "starts at its\n"
+              " * init_zero value and is filled in place; what its "
+              "callbacks' arguments\n"
+              " * point to must last until the call ends: use "
+              "prpc_ctx_alloc(). Return\n"
+              " * GRPC_STATUS_OK to send the reply, or another code to send "
+              "that status\n"
+              " * (prpc_ctx_set_message() adds details). */\n"
+              "typedef struct %sServer {\n",
+              s->camel);
+  else
   sb_printf(h,
             "\n/* Server. One handler per rpc; a NULL handler answers "
             "UNIMPLEMENTED.\n"
@@ -492,12 +544,34 @@ static void emit_header_service(sb *h, const service *s) {
       sb_printf(h, "  grpc_status_code (*%s)(prpc_ctx *ctx, void *user_data);\n",
                 m->lower);
   }
+  if (s->nanopb) {
+    int any = 0;
+    for (size_t i = 0; i < s->n; i++) {
+      const method *m = &s->methods[i];
+      if (m->client_streaming)
+        continue;
+      if (!any++)
+        sb_printf(h, "  /* Optional: called with the request (at its "
+                     "init_zero value) before\n"
+                     "   * it is decoded, to set decode callbacks; memory "
+                     "from prpc_ctx_alloc(). */\n");
+      sb_printf(h,
+                "  void (*%s_prepare)(prpc_ctx *ctx, %s *request,\n"
+                "      void *user_data);\n",
+                m->lower, m->in_type);
+    }
+  }
   if (s->n == 0)
     sb_printf(h, "  int unused_; /* the service has no methods */\n");
   sb_printf(h, "} %sServer;\n", s->camel);
   sb_printf(h, "#define %s_SERVER__INIT(prefix_) {", s->upper);
-  for (size_t i = 0; i < s->n; i++)
-    sb_printf(h, "%s prefix_##%s", i ? "," : "", s->methods[i].lower);
+  for (size_t i = 0; i < s->n; i++) {
+    if (s->nanopb) /* designated: the prepare members may stay out */
+      sb_printf(h, "%s .%s = prefix_##%s", i ? "," : "", s->methods[i].lower,
+                s->methods[i].lower);
+    else
+      sb_printf(h, "%s prefix_##%s", i ? "," : "", s->methods[i].lower);
+  }
   sb_printf(h, "%s }\n", s->n ? "" : " 0");
   sb_printf(h,
             "\n/* Registers the handlers; before prpc_server_start() only. "
@@ -513,7 +587,13 @@ static void emit_header_service(sb *h, const service *s) {
                 "/* Sends one %s to the client; see prpc_ctx_write(). */\n"
                 "int %s_server__%s_write(prpc_ctx *ctx, const %s *msg);\n",
                 m->out_type, s->lower, m->lower, m->out_type);
-    if (m->client_streaming)
+    if (m->client_streaming && s->nanopb)
+      sb_printf(h,
+                "/* Receives one %s into the handler's *msg; see "
+                "prpc_ctx_read_into(). */\n"
+                "int %s_server__%s_read(prpc_ctx *ctx, %s *msg);\n",
+                m->in_type, s->lower, m->lower, m->in_type);
+    else if (m->client_streaming)
       sb_printf(h,
                 "/* Receives one %s; see prpc_ctx_read(). The handler owns "
                 "*msg. */\n"
@@ -531,9 +611,10 @@ static void emit_source_service(sb *c, const service *s) {
     for (size_t i = 0; i < s->n; i++) {
       const method *m = &s->methods[i];
       sb_printf(c,
-                "  {\"%s\", %s, &prpc_codec_protobuf_c,\n"
+                "  {\"%s\", %s, &prpc_codec_%s,\n"
                 "   &%s, &%s},\n",
-                m->path, m->kind, m->in_desc, m->out_desc);
+                m->path, m->kind, s->nanopb ? "nanopb" : "protobuf_c",
+                m->in_desc, m->out_desc);
     }
     sb_printf(c, "};\n\n");
   }
@@ -546,6 +627,18 @@ static void emit_source_service(sb *c, const service *s) {
   for (size_t i = 0; i < s->n; i++) {
     const method *m = &s->methods[i];
     const char *md = m->lower;
+    if (!m->client_streaming && !m->server_streaming && s->nanopb) {
+      sb_printf(c,
+                "\ngrpc_status_code %s_client__%s(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    %s *reply, prpc_status *status) {\n"
+                "  return prpc_unary_call_into(channel, &%s__methods[%zu], "
+                "request, opts,\n"
+                "                              reply, status);\n"
+                "}\n",
+                fn, md, m->in_type, m->out_type, fn, i);
+      continue;
+    }
     if (!m->client_streaming && !m->server_streaming) {
       sb_printf(c,
                 "\ngrpc_status_code %s_client__%s(prpc_channel *channel,\n"
@@ -585,7 +678,13 @@ static void emit_source_service(sb *c, const service *s) {
                 "  return prpc_call_write(call, msg);\n"
                 "}\n",
                 fn, md, m->in_type);
-    if (m->server_streaming)
+    if (m->server_streaming && s->nanopb)
+      sb_printf(c,
+                "\nint %s_client__%s_read(prpc_call *call, %s *msg) {\n"
+                "  return prpc_call_read_into(call, msg);\n"
+                "}\n",
+                fn, md, m->out_type);
+    else if (m->server_streaming)
       sb_printf(c,
                 "\nint %s_client__%s_read(prpc_call *call, %s **msg) {\n"
                 "  void *r = NULL;\n"
@@ -594,7 +693,14 @@ static void emit_source_service(sb *c, const service *s) {
                 "  return rc;\n"
                 "}\n",
                 fn, md, m->out_type);
-    if (m->client_streaming && !m->server_streaming)
+    if (m->client_streaming && !m->server_streaming && s->nanopb)
+      sb_printf(c,
+                "\ngrpc_status_code %s_client__%s_finish(prpc_call *call,\n"
+                "    %s *reply, prpc_status *status) {\n"
+                "  return prpc_call_finish_into(call, reply, status);\n"
+                "}\n",
+                fn, md, m->out_type);
+    else if (m->client_streaming && !m->server_streaming)
       sb_printf(c,
                 "\ngrpc_status_code %s_client__%s_finish(prpc_call *call,\n"
                 "    %s **reply, prpc_status *status) {\n"
@@ -629,6 +735,16 @@ static void emit_source_service(sb *c, const service *s) {
               "  return ((const %sServer *)impl)->%s(%s);\n"
               "}\n",
               fn, m->lower, s->camel, m->lower, args);
+    if (s->nanopb && !m->client_streaming)
+      sb_printf(c,
+                "\nstatic void %s__%s__prepare(const void *impl, prpc_ctx "
+                "*ctx,\n"
+                "    void *request, void *user_data) {\n"
+                "  const %sServer *s = impl;\n"
+                "  if (s->%s_prepare)\n"
+                "    s->%s_prepare(ctx, request, user_data);\n"
+                "}\n",
+                fn, m->lower, s->camel, m->lower, m->lower);
   }
   sb_printf(c,
             "\nint %s_server__register(prpc_server *server,\n"
@@ -640,6 +756,24 @@ static void emit_source_service(sb *c, const service *s) {
     for (size_t i = 0; i < s->n; i++)
       sb_printf(c, "  invokers[%zu] = impl->%s ? %s__%s__invoke : NULL;\n", i,
                 s->methods[i].lower, fn, s->methods[i].lower);
+  }
+  if (s->n && s->nanopb) {
+    sb_printf(c, "  const prpc_prepare_fn preparers[%zu] = {\n", s->n);
+    for (size_t i = 0; i < s->n; i++) {
+      const method *m = &s->methods[i];
+      if (m->client_streaming)
+        sb_printf(c, "      NULL,\n");
+      else
+        sb_printf(c, "      %s__%s__prepare,\n", fn, m->lower);
+    }
+    sb_printf(c,
+              "  };\n"
+              "  return prpc_server_register_ex(server, &%s__prpc_service, "
+              "invokers,\n"
+              "                                 preparers, impl, "
+              "user_data);\n}\n",
+              fn);
+  } else if (s->n) {
     sb_printf(c,
               "  return prpc_server_register(server, &%s__prpc_service, "
               "invokers, impl,\n"
@@ -661,7 +795,13 @@ static void emit_source_service(sb *c, const service *s) {
                 "  return prpc_ctx_write(ctx, msg);\n"
                 "}\n",
                 fn, m->lower, m->out_type);
-    if (m->client_streaming)
+    if (m->client_streaming && s->nanopb)
+      sb_printf(c,
+                "\nint %s_server__%s_read(prpc_ctx *ctx, %s *msg) {\n"
+                "  return prpc_ctx_read_into(ctx, msg);\n"
+                "}\n",
+                fn, m->lower, m->in_type);
+    else if (m->client_streaming)
       sb_printf(c,
                 "\nint %s_server__%s_read(prpc_ctx *ctx, %s **msg) {\n"
                 "  void *r = NULL;\n"
@@ -817,6 +957,44 @@ static int emit_file_descs(gen *g, const Request *req, const FileProto *f,
   return rc;
 }
 
+/* nanopb: the type records the method tables point to, one per message
+ * type the file's methods use, in order of first use. */
+static int emitted(const char **done, size_t n, const char *type) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(done[i], type) == 0)
+      return 1;
+  return 0;
+}
+
+static void emit_nanopb_types(sb *c, const service *svcs, size_t n) {
+  const char **done;
+  size_t total = 0, n_done = 0;
+  for (size_t i = 0; i < n; i++)
+    total += 2 * svcs[i].n;
+  if (!total || !(done = malloc(total * sizeof(*done)))) {
+    if (total)
+      c->oom = 1;
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < svcs[i].n; j++)
+      for (int k = 0; k < 2; k++) {
+        const char *type =
+            k ? svcs[i].methods[j].out_type : svcs[i].methods[j].in_type;
+        if (emitted(done, n_done, type))
+          continue;
+        if (!n_done)
+          sb_printf(c, "\n/* nanopb messages: field descriptors and struct "
+                       "sizes. */\n");
+        done[n_done++] = type;
+        sb_printf(c,
+                  "static const prpc_nanopb_type %s__prpc_type = {\n"
+                  "  %s_fields, sizeof(%s)};\n",
+                  type, type, type);
+      }
+  free(done);
+}
+
 /* "dir/foo.proto" -> "dir/foo" */
 static char *strip_proto(gen *g, const char *name) {
   sb b = {0};
@@ -860,14 +1038,15 @@ static int generate_file(gen *g, const Request *req, const FileProto *f,
               "/* Generated by protoc-gen-prpc. DO NOT EDIT. */\n"
               "/* source: %s */\n"
               "#ifndef %s\n#define %s\n\n"
-              "#include <piperpc/piperpc.h>\n"
-              "#include \"%s.pb-c.h\"\n\n"
+              "#include <piperpc/%s.h>\n"
+              "#include \"%s.%s.h\"\n\n"
               "#if PRPC_GEN_ABI != 2\n"
               "#error \"Regenerate with the protoc-gen-prpc that matches this "
               "runtime.\"\n"
               "#endif\n\n"
               "#ifdef __cplusplus\nextern \"C\" {\n#endif\n",
-              f->name, guard, guard, base);
+              f->name, guard, guard, g->nanopb ? "nanopb" : "piperpc", base,
+              g->nanopb ? "pb" : "pb-c");
     for (size_t i = 0; i < f->n_service; i++)
       emit_header_service(h, &svcs[i]);
     sb_printf(h, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s */\n",
@@ -882,6 +1061,8 @@ static int generate_file(gen *g, const Request *req, const FileProto *f,
     const char *file_desc = NULL;
     if (f->n_service > 0 && emit_file_descs(g, req, f, c, &file_desc) != 0)
       rc = -1;
+    if (rc == 0 && g->nanopb)
+      emit_nanopb_types(c, svcs, f->n_service);
     for (size_t i = 0; rc == 0 && i < f->n_service; i++) {
       svcs[i].file_desc = file_desc;
       emit_source_service(c, &svcs[i]);
@@ -908,10 +1089,14 @@ static int check_parameter(gen *g, const char *param) {
     size_t n = end ? (size_t)(end - p) : strlen(p);
     if (n == strlen("backend=protobuf-c") &&
         strncmp(p, "backend=protobuf-c", n) == 0) {
-      /* the default */
+      g->nanopb = 0; /* the default */
+    } else if (n == strlen("backend=nanopb") &&
+               strncmp(p, "backend=nanopb", n) == 0) {
+      g->nanopb = 1;
     } else if (n > 0) {
       fail(g,
-           "unknown option '%.*s' (supported: backend=protobuf-c)",
+           "unknown option '%.*s' (supported: backend=protobuf-c, "
+           "backend=nanopb)",
            (int)(n > 100 ? 100 : n), p);
       return -1;
     }

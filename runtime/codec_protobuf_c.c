@@ -42,4 +42,5 @@ static void pbc_init(const void *type, void *msg) {
 const prpc_codec prpc_codec_protobuf_c = {
     "protobuf-c", pbc_encoded_size, pbc_encode, pbc_decode,
     pbc_free,     pbc_struct_size,  pbc_init,
+    NULL,         NULL, /* decodes into new messages only */
 };

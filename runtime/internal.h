@@ -178,6 +178,10 @@ grpc_byte_buffer *prpc__encode(const prpc_codec *codec, const void *type,
 /* Decodes a received buffer; NULL if it is not a valid message. */
 void *prpc__decode(const prpc_codec *codec, const void *type,
                    grpc_byte_buffer *bb, const prpc_allocator *alloc);
+/* Decodes bb into msg (caller storage) with codec->decode_into. Returns NULL,
+ * or a static sentence saying why it did not decode. */
+const char *prpc__decode_into(const prpc_codec *codec, const void *type,
+                              grpc_byte_buffer *bb, void *msg);
 
 /* ---- metadata (runtime/metadata.c) ---- */
 

@@ -37,6 +37,11 @@
 
 #define REQUESTS_PER_METHOD 2
 #define INLINE_ARENA 2048
+/* Arena chunks a recycled slot keeps for its next call, at most this many
+ * bytes in all: a call whose request and reply structs are larger than the
+ * inline arena (nanopb messages with big static fields) then allocates only
+ * on the slot's first use. */
+#define ARENA_KEEP (4u << 20)
 
 /* ---- per-call memory ---- */
 
@@ -49,6 +54,7 @@ typedef struct arena_chunk {
 typedef struct method_entry {
   const prpc_method_desc *m;
   prpc_invoke_fn invoke; /* NULL: UNIMPLEMENTED */
+  prpc_prepare_fn prepare; /* NULL: none */
   const void *impl;
   void *user_data;
   void *core_handle;
@@ -238,12 +244,12 @@ static void *arena_alloc(prpc_ctx *ctx, size_t size) {
     ctx->inline_used += need;
     return p;
   }
-  c = ctx->chunks;
-  if (c && c->size - c->used >= need) {
-    void *p = c->data + c->used;
-    c->used += need;
-    return p;
-  }
+  for (c = ctx->chunks; c; c = c->next)
+    if (c->size - c->used >= need) {
+      void *p = c->data + c->used;
+      c->used += need;
+      return p;
+    }
   size_t chunk = need > 8192 ? need : 8192;
   c = malloc(sizeof(*c) + chunk);
   if (!c)
@@ -255,13 +261,22 @@ static void *arena_alloc(prpc_ctx *ctx, size_t size) {
   return c->data;
 }
 
-static void arena_reset(prpc_ctx *ctx) {
-  arena_chunk *c, *next;
+/* Frees the chunks, keeping up to 'keep' bytes of them for the next call. */
+static void arena_reset(prpc_ctx *ctx, size_t keep) {
+  arena_chunk *c, *next, **tail = &ctx->chunks;
+  size_t kept = 0;
   for (c = ctx->chunks; c; c = next) {
     next = c->next;
-    free(c);
+    if (c->size <= keep - kept) {
+      kept += c->size;
+      c->used = 0;
+      *tail = c;
+      tail = &c->next;
+    } else {
+      free(c);
+    }
   }
-  ctx->chunks = NULL;
+  *tail = NULL;
   ctx->inline_used = 0;
 }
 
@@ -475,7 +490,7 @@ char *prpc_ctx_strdup(prpc_ctx *ctx, const char *s) {
 
 /* ---- slots: one requested or running call ---- */
 
-static void ctx_reset(prpc_ctx *ctx) {
+static void ctx_reset(prpc_ctx *ctx, size_t arena_keep) {
   grpc_metadata_array_destroy(&ctx->core_md);
   grpc_metadata_array_init(&ctx->core_md);
   prpc_metadata_clear(&ctx->md);
@@ -493,7 +508,7 @@ static void ctx_reset(prpc_ctx *ctx) {
     grpc_call_unref(ctx->call);
     ctx->call = NULL;
   }
-  arena_reset(ctx);
+  arena_reset(ctx, arena_keep);
 }
 
 static slot *slot_new(worker *w, method_entry *me) {
@@ -525,7 +540,7 @@ static slot *slot_new(worker *w, method_entry *me) {
 }
 
 static void slot_destroy(slot *s) {
-  ctx_reset(&s->ctx);
+  ctx_reset(&s->ctx, 0);
   grpc_metadata_array_destroy(&s->ctx.core_md);
   if (s->ctx.cq)
     prpc__cq_destroy(s->ctx.cq, 1);
@@ -538,7 +553,7 @@ static void slot_destroy(slot *s) {
 /* Back to the free list of worker w (the thread running this). */
 static void slot_recycle_to(worker *w, slot *s) {
   s->w = w;
-  ctx_reset(&s->ctx);
+  ctx_reset(&s->ctx, ARENA_KEEP);
   if (s->payload) {
     grpc_byte_buffer_destroy(s->payload);
     s->payload = NULL;
@@ -702,21 +717,69 @@ static grpc_status_code fail_with(prpc_ctx *ctx, grpc_status_code code,
   return code;
 }
 
+/* Decodes the request of a unary or server-streaming call into *req. A
+ * codec with decode_into (nanopb) decodes into call memory, after init() and
+ * the method's prepare hook; another codec allocates from alloc (NULL: its
+ * own allocator; the caller frees). Returns GRPC_STATUS_OK, or the status
+ * to end the call with (its message set). */
+static grpc_status_code decode_request(slot *s, const prpc_allocator *alloc,
+                                       void **req) {
+  const prpc_method_desc *m = s->me->m;
+  const prpc_codec *codec = m->codec;
+  const char *err = NULL;
+  *req = NULL;
+  if (!s->payload)
+    return fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
+                     "the request message is missing");
+  if (!codec->decode_into) {
+    if ((*req = prpc__decode(codec, m->input, s->payload, alloc)))
+      return GRPC_STATUS_OK;
+    prpc_ctx_set_message(&s->ctx, "the request message does not decode");
+  } else {
+    void *msg = arena_alloc(&s->ctx, codec->struct_size(m->input));
+    if (!msg)
+      return fail_with(&s->ctx, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "out of memory");
+    codec->init(m->input, msg);
+    if (s->me->prepare && s->me->invoke)
+      s->me->prepare(s->me->impl, &s->ctx, msg, s->me->user_data);
+    if (!(err = prpc__decode_into(codec, m->input, s->payload, msg))) {
+      *req = msg;
+      return GRPC_STATUS_OK;
+    }
+    char text[200];
+    snprintf(text, sizeof(text), "the request message does not decode: %s",
+             err);
+    prpc_ctx_set_message(&s->ctx, text);
+  }
+  prpc__log_call(PRPC_LOG_INFO, m->path, prpc_ctx_peer(&s->ctx),
+                 "the request does not decode%s%s", err ? ": " : "",
+                 err ? err : "");
+  return GRPC_STATUS_INVALID_ARGUMENT;
+}
+
+/* Releases a request from decode_request(). */
+static void release_request(slot *s, void *req) {
+  const prpc_method_desc *m = s->me->m;
+  if (!req)
+    return;
+  if (m->codec->decode_into) {
+    if (m->codec->release)
+      m->codec->release(m->input, req); /* the struct is call memory */
+  } else if (m->kind != PRPC_UNARY) {
+    m->codec->free(m->input, req, NULL); /* unary: arena memory */
+  }
+}
+
 static void run_unary(slot *s) {
   method_entry *me = s->me;
   const prpc_method_desc *m = me->m;
   prpc_allocator alloc = {arena_cb_alloc, arena_cb_free, &s->ctx};
   grpc_status_code code;
-  void *req;
+  void *req = NULL;
 
-  if (!s->payload) {
-    code = fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
-                     "the request message is missing");
-  } else if (!(req = prpc__decode(m->codec, m->input, s->payload, &alloc))) {
-    code = fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
-                     "the request message does not decode");
-    prpc__log_call(PRPC_LOG_INFO, m->path, prpc_ctx_peer(&s->ctx),
-                   "the request does not decode");
+  if ((code = decode_request(s, &alloc, &req)) != GRPC_STATUS_OK) {
+    /* the status message is set */
   } else if (!me->invoke) {
     code = fail_with(&s->ctx, GRPC_STATUS_UNIMPLEMENTED,
                      "the server has no handler for this method");
@@ -740,6 +803,7 @@ static void run_unary(slot *s) {
                          "the reply message does not encode");
     }
   }
+  release_request(s, req);
   finish_unary(s, code);
 }
 
@@ -789,15 +853,26 @@ int prpc_ctx_write_ex(prpc_ctx *ctx, const void *msg, unsigned flags) {
   return ok ? 0 : prpc__fail(PRPC_ECLOSED, "the call has ended");
 }
 
-int prpc_ctx_read(prpc_ctx *ctx, void **msg) {
+/* Reads one request message: a new one into *msg, or into the caller's
+ * storage 'into' (codecs with decode_into). */
+static int ctx_read(prpc_ctx *ctx, void **msg, void *into) {
   slot *s = (slot *)((char *)ctx - offsetof(slot, ctx));
   grpc_op op;
   grpc_byte_buffer *bb = NULL;
-  *msg = NULL;
+  const prpc_codec *codec;
+  const char *err = NULL;
+  int ok;
+  if (msg)
+    *msg = NULL;
   if (!ctx->cq || !s->me || (s->me->m->kind != PRPC_CLIENT_STREAMING &&
                              s->me->m->kind != PRPC_BIDI_STREAMING))
     return prpc__fail(-EINVAL, "prpc_ctx_read: not a client-streaming or "
                                "bidi call");
+  codec = s->me->m->codec;
+  if (into ? !codec->decode_into : !codec->decode)
+    return prpc__fail(-EINVAL, "%s: the %s codec needs %s", s->me->m->path,
+                      codec->name,
+                      into ? "prpc_ctx_read()" : "prpc_ctx_read_into()");
   memset(&op, 0, sizeof(op));
   op.op = GRPC_OP_RECV_MESSAGE;
   op.data.recv_message.recv_message = &bb;
@@ -817,15 +892,34 @@ int prpc_ctx_read(prpc_ctx *ctx, void **msg) {
     }
     return 0; /* the client half-closed */
   }
-  *msg = prpc__decode(s->me->m->codec, s->me->m->input, bb, NULL);
+  if (into) {
+    err = prpc__decode_into(codec, s->me->m->input, bb, into);
+    ok = !err;
+  } else {
+    *msg = prpc__decode(codec, s->me->m->input, bb, NULL);
+    ok = *msg != NULL;
+  }
   grpc_byte_buffer_destroy(bb);
-  if (!*msg) {
-    prpc_ctx_set_message(ctx, "a request message does not decode");
+  if (!ok) {
+    char text[200];
+    snprintf(text, sizeof(text), "a request message does not decode%s%s",
+             err ? ": " : "", err ? err : "");
+    prpc_ctx_set_message(ctx, text);
     grpc_call_cancel_with_status(ctx->call, GRPC_STATUS_INVALID_ARGUMENT,
-                                 "a request message does not decode", NULL);
-    return prpc__fail(PRPC_EMSG, "a request message does not decode");
+                                 text, NULL);
+    return prpc__fail(PRPC_EMSG, "%s", text);
   }
   return 1;
+}
+
+int prpc_ctx_read(prpc_ctx *ctx, void **msg) {
+  return ctx_read(ctx, msg, NULL);
+}
+
+int prpc_ctx_read_into(prpc_ctx *ctx, void *msg) {
+  if (!msg)
+    return prpc__fail(-EINVAL, "prpc_ctx_read_into: NULL message");
+  return ctx_read(ctx, NULL, msg);
 }
 
 static void handler_done(prpc_server *srv) {
@@ -855,11 +949,8 @@ static void *run_stream(void *arg) {
     s->ctx.close_done = 1; /* nothing to wait for */
 
   if (m->kind == PRPC_SERVER_STREAMING &&
-      (!s->payload ||
-       !(req = prpc__decode(m->codec, m->input, s->payload, NULL)))) {
-    code = fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
-                     s->payload ? "the request message does not decode"
-                                : "the request message is missing");
+      (code = decode_request(s, NULL, &req)) != GRPC_STATUS_OK) {
+    /* the status message is set */
   } else if (!me->invoke) {
     code = fail_with(&s->ctx, GRPC_STATUS_UNIMPLEMENTED,
                      "the server has no handler for this method");
@@ -878,8 +969,7 @@ static void *run_stream(void *arg) {
       code = fail_with(&s->ctx, GRPC_STATUS_UNKNOWN,
                        "the handler returned an invalid status");
   }
-  if (req)
-    m->codec->free(m->input, req, NULL);
+  release_request(s, req);
 
   memset(ops, 0, sizeof(ops));
   if (!s->ctx.headers_sent && add_headers_op(s, &ops[n]) == 0)
@@ -1599,6 +1689,13 @@ int prpc_server_set_serving(prpc_server *srv, const char *service,
 int prpc_server_register(prpc_server *srv, const prpc_service_desc *svc,
                          const prpc_invoke_fn *invokers, const void *impl,
                          void *user_data) {
+  return prpc_server_register_ex(srv, svc, invokers, NULL, impl, user_data);
+}
+
+int prpc_server_register_ex(prpc_server *srv, const prpc_service_desc *svc,
+                            const prpc_invoke_fn *invokers,
+                            const prpc_prepare_fn *preparers,
+                            const void *impl, void *user_data) {
   if (!srv || !svc || (!invokers && svc->n_methods))
     return prpc__fail(-EINVAL, "prpc_server_register: NULL argument");
   if (srv->state != SRV_CREATED)
@@ -1639,6 +1736,7 @@ int prpc_server_register(prpc_server *srv, const prpc_service_desc *svc,
     int payload = m->kind == PRPC_UNARY || m->kind == PRPC_SERVER_STREAMING;
     me->m = m;
     me->invoke = invokers[i];
+    me->prepare = preparers ? preparers[i] : NULL;
     me->impl = impl;
     me->user_data = user_data;
     me->core_handle = grpc_server_register_method(

@@ -1,7 +1,9 @@
 /* greeter_client: calls Greeter.SayHello.
  *   greeter_client --target ADDR [--name N] [--count K] [--timeout-ms T]
  * With --count it makes K calls one after another and reports calls/s and
- * the p50/p99 latency, so that a unix socket and TCP can be compared. */
+ * the p50/p99 latency, so that a unix socket and TCP can be compared.
+ * Built with PRPC_DEMO_NANOPB as greeter_client_nanopb, over nanopb's
+ * messages (names up to 255 bytes, proto/helloworld.options). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,15 +71,38 @@ int main(int argc, char **argv) {
   lat = malloc((size_t)count * sizeof(*lat));
   if (!lat)
     return 1;
+#ifdef PRPC_DEMO_NANOPB
+  helloworld_HelloRequest req = helloworld_HelloRequest_init_zero;
+  if (strlen(name) >= sizeof(req.name)) {
+    fprintf(stderr, "greeter_client: the name is over %zu bytes\n",
+            sizeof(req.name) - 1);
+    free(lat);
+    prpc_channel_destroy(channel);
+    return 1;
+  }
+  strcpy(req.name, name);
+#else
   Helloworld__HelloRequest req = HELLOWORLD__HELLO_REQUEST__INIT;
   req.name = (char *)name;
+#endif
   t0 = now_us();
   for (long i = 0; i < count; i++) {
+#ifdef PRPC_DEMO_NANOPB
+    helloworld_HelloReply reply_buf = helloworld_HelloReply_init_zero;
+    helloworld_HelloReply *reply = &reply_buf; /* no allocation */
+#else
     Helloworld__HelloReply *reply = NULL;
+#endif
     prpc_status st = PRPC_STATUS_INIT;
     double t = now_us();
-    grpc_status_code code =
-        helloworld__greeter_client__say_hello(channel, &req, &opts, &reply, &st);
+    grpc_status_code code = helloworld__greeter_client__say_hello(
+        channel, &req, &opts,
+#ifdef PRPC_DEMO_NANOPB
+        reply,
+#else
+        &reply,
+#endif
+        &st);
     lat[i] = now_us() - t;
     if (code != GRPC_STATUS_OK) {
       fprintf(stderr, "greeter_client: call %ld failed: %s: %s\n", i + 1,
@@ -89,7 +114,9 @@ int main(int argc, char **argv) {
     }
     if (i == 0)
       printf("%s\n", reply->message);
+#ifndef PRPC_DEMO_NANOPB
     protobuf_c_message_free_unpacked(&reply->base, NULL);
+#endif
     prpc_status_clear(&st);
   }
   if (count > 1) {

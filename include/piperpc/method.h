@@ -34,13 +34,15 @@ typedef struct prpc_allocator {
  * protobuf-c a ProtobufCMessageDescriptor). All functions are thread-safe. */
 typedef struct prpc_codec {
   const char *name;
-  /* Encoded size of msg. */
+  /* Encoded size of msg, or (size_t)-1 if msg cannot be encoded (nanopb: a
+   * string not terminated within its max_size, a count over max_count). */
   size_t (*encoded_size)(const void *type, const void *msg);
   /* Encodes msg into out, which has encoded_size() bytes. Returns the number
    * of bytes written, or (size_t)-1 on failure. */
   size_t (*encode)(const void *type, const void *msg, uint8_t *out);
   /* Decodes len bytes into a new message allocated from alloc (NULL: the
-   * library's default). Returns NULL if the bytes are not a valid message. */
+   * library's default). Returns NULL if the bytes are not a valid message.
+   * NULL for codecs that only decode into caller storage (decode_into). */
   void *(*decode)(const void *type, const uint8_t *data, size_t len,
                   const prpc_allocator *alloc);
   /* Frees a message from decode() with the same allocator. NULL is ok. */
@@ -49,6 +51,18 @@ typedef struct prpc_codec {
    * that size to the message's default (INIT) value. */
   size_t (*struct_size)(const void *type);
   void (*init)(const void *type, void *msg);
+  /* Optional (NULL for protobuf-c). Codecs with these decode into storage
+   * the caller provides and allocate nothing for the message itself; the
+   * runtime then uses them instead of decode() and free().
+   * decode_into: decodes len bytes into msg, struct_size() bytes that the
+   * caller set up (init(), then any decode callbacks it wants called).
+   * Returns NULL on success, else a static sentence saying why it failed
+   * (msg is then released). */
+  const char *(*decode_into)(const void *type, const uint8_t *data,
+                             size_t len, void *msg);
+  /* Frees what decode_into() allocated inside msg (never msg itself).
+   * NULL if nothing ever is. */
+  void (*release)(const void *type, void *msg);
 } prpc_codec;
 
 /* The codec for protobuf-c messages. */
@@ -110,6 +124,21 @@ typedef grpc_status_code (*prpc_invoke_fn)(const void *impl, prpc_ctx *ctx,
 PRPC_API PRPC_MUST_CHECK int prpc_server_register(
     prpc_server *server, const prpc_service_desc *service,
     const prpc_invoke_fn *invokers, const void *impl, void *user_data);
+
+/* For codecs with decode_into (nanopb): called with a request the server is
+ * about to decode into its own per-call storage (unary and server-streaming
+ * methods), after init(), so the application can set decode callbacks
+ * (nanopb pb_callback_t fields) that keep data in prpc_ctx_alloc() memory.
+ * Generated code writes one per method; it casts impl to the typed table. */
+typedef void (*prpc_prepare_fn)(const void *impl, prpc_ctx *ctx,
+                                void *request, void *user_data);
+
+/* prpc_server_register() with prepare hooks: preparers is NULL or has
+ * service->n_methods entries (copied; NULL entries do nothing). */
+PRPC_API PRPC_MUST_CHECK int prpc_server_register_ex(
+    prpc_server *server, const prpc_service_desc *service,
+    const prpc_invoke_fn *invokers, const prpc_prepare_fn *preparers,
+    const void *impl, void *user_data);
 
 #ifdef __cplusplus
 }

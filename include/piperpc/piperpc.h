@@ -236,6 +236,18 @@ PRPC_API grpc_status_code prpc_unary_call(prpc_channel *channel,
                                           const prpc_call_opts *opts,
                                           void **reply, prpc_status *status);
 
+/* prpc_unary_call() for codecs that decode into caller storage (nanopb):
+ * reply is the caller's struct of the reply type (or NULL: the reply is
+ * dropped), initialised (<Msg>_init_zero) with any decode callbacks set; on
+ * GRPC_STATUS_OK it holds the reply. A reply that does not fit the struct's
+ * static sizes ends the call with INTERNAL and a message saying so; a
+ * request that cannot be encoded (a field over its static size) with
+ * INTERNAL before anything is sent. No message is allocated. */
+PRPC_API grpc_status_code prpc_unary_call_into(
+    prpc_channel *channel, const struct prpc_method_desc *method,
+    const void *request, const prpc_call_opts *opts, void *reply,
+    prpc_status *status);
+
 /* A streaming call from the client side. Opaque. At most one read and one
  * write may be outstanding at a time: one thread may read while another
  * writes, but two threads may not both read (or both write). */
@@ -271,6 +283,9 @@ PRPC_API int prpc_call_writes_done(prpc_call *call);
  * prpc_call_finish()); PRPC_EMSG if a message did not decode (the call is
  * cancelled). */
 PRPC_API int prpc_call_read(prpc_call *call, void **msg);
+/* prpc_call_read() into the caller's struct (codecs with decode_into, see
+ * prpc_unary_call_into()). */
+PRPC_API int prpc_call_read_into(prpc_call *call, void *msg);
 
 /* Returns 1 if the message the last prpc_call_read() returned came
  * compressed on the wire, else 0. */
@@ -293,6 +308,10 @@ PRPC_API void prpc_call_cancel(prpc_call *call);
  * NULL. Returns the status code. */
 PRPC_API grpc_status_code prpc_call_finish(prpc_call *call, void **reply,
                                            prpc_status *status);
+/* prpc_call_finish() with the reply decoded into the caller's struct
+ * (codecs with decode_into; reply may be NULL). */
+PRPC_API grpc_status_code prpc_call_finish_into(prpc_call *call, void *reply,
+                                                prpc_status *status);
 
 /* ---------------------------------------------------------------------- */
 /* 4. Servers                                                              */
@@ -535,6 +554,11 @@ PRPC_API int prpc_ctx_write(prpc_ctx *ctx, const void *msg);
 /* Receives one request message of a client- or bidi-streaming call; see
  * prpc_ctx_write() for the results. */
 PRPC_API int prpc_ctx_read(prpc_ctx *ctx, void **msg);
+/* prpc_ctx_read() for codecs that decode into caller storage (nanopb): msg
+ * is the handler's struct of the request type, set up as for
+ * prpc_unary_call_into(); it is overwritten by each message. Returns as
+ * prpc_ctx_read(); -EINVAL for a codec without decode_into. */
+PRPC_API int prpc_ctx_read_into(prpc_ctx *ctx, void *msg);
 /* prpc_ctx_write() with flags (PRPC_WRITE_NO_COMPRESS). */
 PRPC_API int prpc_ctx_write_ex(prpc_ctx *ctx, const void *msg,
                                unsigned flags);

@@ -3,7 +3,10 @@
  *   greeter_server --listen ADDR [--listen ADDR ...] [options]
  * ADDR is any piperpc target: unix:/path, unix-abstract:name, fd:N,
  * host:port (default to 127.0.0.1, never 0.0.0.0 unless asked). Prints one
- * line per listener, then "ready"; stops cleanly on SIGINT or SIGTERM. */
+ * line per listener, then "ready"; stops cleanly on SIGINT or SIGTERM.
+ * Built twice: greeter_server over protobuf-c messages, and with
+ * PRPC_DEMO_NANOPB greeter_server_nanopb over nanopb's (fixed sizes from
+ * proto/helloworld.options; no message on the heap). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,18 @@
 
 #include "helloworld.prpc.h"
 
+#ifdef PRPC_DEMO_NANOPB
+static grpc_status_code say_hello(prpc_ctx *ctx,
+                                  const helloworld_HelloRequest *request,
+                                  helloworld_HelloReply *reply,
+                                  void *user_data) {
+  (void)ctx;
+  (void)user_data;
+  /* name holds at most 255 bytes, message 261: the greeting always fits. */
+  snprintf(reply->message, sizeof(reply->message), "Hello %s", request->name);
+  return GRPC_STATUS_OK;
+}
+#else
 static grpc_status_code say_hello(prpc_ctx *ctx,
                                   const Helloworld__HelloRequest *request,
                                   Helloworld__HelloReply *reply,
@@ -24,6 +39,7 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
   snprintf(reply->message, n, "Hello %s", name);
   return GRPC_STATUS_OK;
 }
+#endif
 
 static void usage(void) {
   fprintf(stderr,
@@ -45,7 +61,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
   prpc_server_opts opts = PRPC_SERVER_OPTS_INIT;
   prpc_tls_opts tls = PRPC_TLS_OPTS_INIT;
-  static const Helloworld__GreeterServer impl = {say_hello};
+  static const Helloworld__GreeterServer impl = {.say_hello = say_hello};
   prpc_server *server;
   int rc, n_listen = 0, systemd = 0;
   sigset_t sigs;

@@ -1,0 +1,78 @@
+/* The nanopb message codec (library piperpc_nanopb). Messages are decoded
+ * into storage the caller provides; nothing here allocates. */
+#include <piperpc/nanopb.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+#include <string.h>
+
+static const pb_msgdesc_t *fields_of(const void *type) {
+  return ((const prpc_nanopb_type *)type)->fields;
+}
+
+static size_t npb_encoded_size(const void *type, const void *msg) {
+  size_t size;
+  if (!pb_get_encoded_size(&size, fields_of(type), msg))
+    return (size_t)-1;
+  return size;
+}
+
+static size_t npb_encode(const void *type, const void *msg, uint8_t *out) {
+  /* out has exactly encoded_size() bytes: a callback that writes more the
+   * second time fails here instead of overrunning. */
+  size_t size;
+  pb_ostream_t os;
+  if (!pb_get_encoded_size(&size, fields_of(type), msg))
+    return (size_t)-1;
+  os = pb_ostream_from_buffer(out, size);
+  if (!pb_encode(&os, fields_of(type), msg))
+    return (size_t)-1;
+  return os.bytes_written;
+}
+
+static size_t npb_struct_size(const void *type) {
+  return ((const prpc_nanopb_type *)type)->size;
+}
+
+static void npb_init(const void *type, void *msg) {
+  /* All zero is <Msg>_init_zero; decoding nothing then applies proto2
+   * defaults. A missing required field fails that decode: ignored here. */
+  pb_istream_t is = pb_istream_from_buffer(NULL, 0);
+  memset(msg, 0, npb_struct_size(type));
+  (void)pb_decode(&is, fields_of(type), msg);
+}
+
+/* nanopb's messages for data that does not fit the static sizes. */
+static int is_overflow(const char *err) {
+  static const char *const overflow[] = {
+      "string overflow", "bytes overflow", "array overflow",
+      "too many array entries", "array max size exceeded",
+      "bytes size exceeded"};
+  for (size_t i = 0; i < sizeof(overflow) / sizeof(overflow[0]); i++)
+    if (strcmp(err, overflow[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static const char *npb_decode_into(const void *type, const uint8_t *data,
+                                   size_t len, void *msg) {
+  pb_istream_t is = pb_istream_from_buffer(data, len);
+  const char *err;
+  if (pb_decode(&is, fields_of(type), msg))
+    return NULL;
+  /* pb_decode() has released what it allocated (FT_POINTER fields). */
+  err = PB_GET_ERROR(&is);
+  if (is_overflow(err))
+    return "a field is larger than its fixed size (nanopb max_size or "
+           "max_count)";
+  return err; /* a static string of nanopb's */
+}
+
+static void npb_release(const void *type, void *msg) {
+  pb_release(fields_of(type), msg);
+}
+
+const prpc_codec prpc_codec_nanopb = {
+    "nanopb",        npb_encoded_size, npb_encode,      NULL, NULL,
+    npb_struct_size, npb_init,         npb_decode_into, npb_release,
+};
