@@ -1,6 +1,9 @@
 /* bench_server: the benchmark's Echo service on piperpc.
  *   bench_server --listen ADDR [--listen ADDR ...] [--threads N]
- * Prints a line per listener, then "ready"; stops on SIGINT or SIGTERM. */
+ * Prints a line per listener, then "ready"; stops on SIGINT or SIGTERM.
+ * Built with PRPC_DEMO_NANOPB as bench_server_nanopb: the same service over
+ * nanopb messages, whose payload (up to the 64 MiB receive limit) is a
+ * pb_callback_t field kept in per-call memory: no message on the heap. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +11,139 @@
 
 #include "bench.prpc.h"
 
+#ifdef PRPC_DEMO_NANOPB
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+/* A payload's bytes, in call memory (prpc_ctx_alloc), grown on demand. */
+typedef struct blob {
+  prpc_ctx *ctx;
+  uint8_t *data;
+  size_t len, cap;
+} blob;
+
+static bool blob_decode(pb_istream_t *stream, const pb_field_t *field,
+                        void **arg) {
+  blob *b = *arg;
+  size_t n = stream->bytes_left;
+  (void)field;
+  if (n > b->cap) {
+    uint8_t *p = prpc_ctx_alloc(b->ctx, n);
+    if (!p)
+      return false;
+    b->data = p;
+    b->cap = n;
+  }
+  if (!pb_read(stream, b->data, n))
+    return false;
+  b->len = n;
+  return true;
+}
+
+static bool blob_encode(pb_ostream_t *stream, const pb_field_t *field,
+                        void *const *arg) {
+  const blob *b = *arg;
+  if (b->len == 0)
+    return true; /* proto3: an empty field is not sent */
+  return pb_encode_tag_for_field(stream, field) &&
+         pb_encode_string(stream, b->data, b->len);
+}
+
+static blob *blob_new(prpc_ctx *ctx) {
+  blob *b = prpc_ctx_alloc(ctx, sizeof(*b));
+  if (b)
+    *b = (blob){ctx, NULL, 0, 0};
+  return b;
+}
+
+/* Before a Unary request is decoded: its bytes go to a blob. */
+static void unary_prepare(prpc_ctx *ctx, bench_Payload *request,
+                          void *user_data) {
+  (void)user_data;
+  request->data.funcs.decode = blob_decode;
+  request->data.arg = blob_new(ctx); /* NULL: the decode fails */
+}
+
+static grpc_status_code unary(prpc_ctx *ctx, const bench_Payload *request,
+                              bench_Payload *reply, void *user_data) {
+  (void)ctx;
+  (void)user_data;
+  reply->data.funcs.encode = blob_encode;
+  reply->data.arg = request->data.arg; /* lives until the call ends */
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code server_stream(prpc_ctx *ctx,
+                                      const bench_StreamRequest *request,
+                                      void *user_data) {
+  bench_Payload out = bench_Payload_init_zero;
+  blob *b = blob_new(ctx);
+  (void)user_data;
+  if (request->size < 0 || request->count < 0) {
+    prpc_ctx_set_message(ctx, "count and size must not be negative");
+    return GRPC_STATUS_INVALID_ARGUMENT;
+  }
+  if (!b || !(b->data = prpc_ctx_alloc(ctx, (size_t)request->size + 1)))
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
+  b->len = (size_t)request->size;
+  memset(b->data, 'x', b->len);
+  out.data.funcs.encode = blob_encode;
+  out.data.arg = b;
+  for (int32_t i = 0; i < request->count; i++)
+    if (bench__echo_server__server_stream_write(ctx, &out) != 0)
+      return GRPC_STATUS_CANCELLED; /* the client cancelled: stop now */
+  return GRPC_STATUS_OK;
+}
+
+/* Counts a payload's bytes without keeping them. */
+static bool count_decode(pb_istream_t *stream, const pb_field_t *field,
+                         void **arg) {
+  unsigned long long *total = *arg;
+  (void)field;
+  *total += stream->bytes_left;
+  return pb_read(stream, NULL, stream->bytes_left); /* NULL: skip */
+}
+
+static grpc_status_code client_stream(prpc_ctx *ctx, bench_Payload *reply,
+                                      void *user_data) {
+  bench_Payload in = bench_Payload_init_zero;
+  unsigned long long total = 0;
+  blob *b = blob_new(ctx);
+  int rc;
+  (void)user_data;
+  if (!b || !(b->data = prpc_ctx_alloc(ctx, 32)))
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
+  in.data.funcs.decode = count_decode;
+  in.data.arg = &total;
+  while ((rc = bench__echo_server__client_stream_read(ctx, &in)) == 1)
+    ;
+  if (rc != 0)
+    return GRPC_STATUS_CANCELLED;
+  b->len = (size_t)snprintf((char *)b->data, 32, "%llu", total);
+  reply->data.funcs.encode = blob_encode;
+  reply->data.arg = b;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code bidi(prpc_ctx *ctx, void *user_data) {
+  bench_Payload in = bench_Payload_init_zero, out = bench_Payload_init_zero;
+  blob *b = blob_new(ctx);
+  int rc;
+  (void)user_data;
+  if (!b)
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
+  in.data.funcs.decode = blob_decode; /* kept by each read */
+  in.data.arg = b;
+  out.data.funcs.encode = blob_encode;
+  out.data.arg = b;
+  while ((rc = bench__echo_server__bidi_read(ctx, &in)) == 1) {
+    if (bench__echo_server__bidi_write(ctx, &out) != 0)
+      return GRPC_STATUS_CANCELLED;
+    b->len = 0;
+  }
+  return rc == 0 ? GRPC_STATUS_OK : GRPC_STATUS_CANCELLED;
+}
+#else
 static grpc_status_code unary(prpc_ctx *ctx, const Bench__Payload *request,
                               Bench__Payload *reply, void *user_data) {
   (void)ctx;
@@ -69,6 +205,7 @@ static grpc_status_code bidi(prpc_ctx *ctx, void *user_data) {
   }
   return rc == 0 ? GRPC_STATUS_OK : GRPC_STATUS_CANCELLED;
 }
+#endif
 
 static void usage(void) {
   fprintf(stderr, "usage: bench_server --listen ADDR [--listen ADDR ...] "
@@ -77,8 +214,16 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+#ifdef PRPC_DEMO_NANOPB
+  static const Bench__EchoServer impl = {.unary = unary,
+                                         .server_stream = server_stream,
+                                         .client_stream = client_stream,
+                                         .bidi = bidi,
+                                         .unary_prepare = unary_prepare};
+#else
   static const Bench__EchoServer impl = {unary, server_stream, client_stream,
                                          bidi};
+#endif
   prpc_server_opts opts = PRPC_SERVER_OPTS_INIT;
   prpc_server *server;
   sigset_t sigs;
