@@ -274,7 +274,7 @@ static const char *reply_decode(const prpc_method_desc *m,
   }
   if (!d->into)
     return NULL;
-  if (!(err = prpc__decode_into(m->codec, m->output, bb, d->into)))
+  if (!(err = prpc__decode_into(m->codec, m->output, bb, d->into, NULL)))
     return NULL;
   snprintf(buf, n, "the reply message does not decode: %s", err);
   return buf;

@@ -178,10 +178,13 @@ grpc_byte_buffer *prpc__encode(const prpc_codec *codec, const void *type,
 /* Decodes a received buffer; NULL if it is not a valid message. */
 void *prpc__decode(const prpc_codec *codec, const void *type,
                    grpc_byte_buffer *bb, const prpc_allocator *alloc);
-/* Decodes bb into msg (caller storage) with codec->decode_into. Returns NULL,
- * or a static sentence saying why it did not decode. */
+/* Decodes bb into msg (caller storage) with codec->decode_into. A message
+ * that came in several slices is joined in memory from scratch (NULL: on the
+ * stack up to 1 KiB, else gRPC's reader). Returns NULL, or a static sentence
+ * saying why it did not decode. */
 const char *prpc__decode_into(const prpc_codec *codec, const void *type,
-                              grpc_byte_buffer *bb, void *msg);
+                              grpc_byte_buffer *bb, void *msg,
+                              const prpc_allocator *scratch);
 
 /* ---- metadata (runtime/metadata.c) ---- */
 

@@ -4,6 +4,7 @@
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
+#include <string.h>
 
 grpc_byte_buffer *prpc__encode(const prpc_codec *codec, const void *type,
                                const void *msg) {
@@ -47,17 +48,33 @@ void *prpc__decode(const prpc_codec *codec, const void *type,
 }
 
 const char *prpc__decode_into(const prpc_codec *codec, const void *type,
-                              grpc_byte_buffer *bb, void *msg) {
+                              grpc_byte_buffer *bb, void *msg,
+                              const prpc_allocator *scratch) {
   grpc_byte_buffer_reader reader;
   grpc_slice flat;
   const char *err;
 
   if (bb->type == GRPC_BB_RAW &&
-      bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-      bb->data.raw.slice_buffer.count == 1) {
-    grpc_slice s = bb->data.raw.slice_buffer.slices[0];
-    return codec->decode_into(type, GRPC_SLICE_START_PTR(s),
-                              GRPC_SLICE_LENGTH(s), msg);
+      bb->data.raw.compression == GRPC_COMPRESS_NONE) {
+    const grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+    uint8_t small[1024], *buf;
+    if (sb->count == 1)
+      return codec->decode_into(type, GRPC_SLICE_START_PTR(sb->slices[0]),
+                                GRPC_SLICE_LENGTH(sb->slices[0]), msg);
+    /* Several slices: join them in the call's memory (or on the stack)
+     * rather than in a new slice. */
+    buf = sb->length <= sizeof(small) ? small
+          : scratch ? scratch->alloc(scratch->data, sb->length)
+                    : NULL;
+    if (buf || sb->length == 0) {
+      size_t at = 0;
+      for (size_t i = 0; i < sb->count; i++) {
+        size_t n = GRPC_SLICE_LENGTH(sb->slices[i]);
+        memcpy(buf + at, GRPC_SLICE_START_PTR(sb->slices[i]), n);
+        at += n;
+      }
+      return codec->decode_into(type, buf, at, msg);
+    }
   }
   if (!grpc_byte_buffer_reader_init(&reader, bb))
     return "the message does not decompress";

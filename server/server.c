@@ -743,7 +743,9 @@ static grpc_status_code decode_request(slot *s, const prpc_allocator *alloc,
     codec->init(m->input, msg);
     if (s->me->prepare && s->me->invoke)
       s->me->prepare(s->me->impl, &s->ctx, msg, s->me->user_data);
-    if (!(err = prpc__decode_into(codec, m->input, s->payload, msg))) {
+    prpc_allocator scratch = {arena_cb_alloc, arena_cb_free, &s->ctx};
+    if (!(err = prpc__decode_into(codec, m->input, s->payload, msg,
+                                  &scratch))) {
       *req = msg;
       return GRPC_STATUS_OK;
     }
@@ -893,7 +895,8 @@ static int ctx_read(prpc_ctx *ctx, void **msg, void *into) {
     return 0; /* the client half-closed */
   }
   if (into) {
-    err = prpc__decode_into(codec, s->me->m->input, bb, into);
+    /* No scratch: call memory would grow with every message. */
+    err = prpc__decode_into(codec, s->me->m->input, bb, into, NULL);
     ok = !err;
   } else {
     *msg = prpc__decode(codec, s->me->m->input, bb, NULL);
