@@ -1,7 +1,9 @@
 #!/bin/bash
 # Installs piperpc into a fresh prefix and builds the quick start against the
 # installed package, twice: with CMake (find_package + prpc_generate) and
-# with pkg-config and the installed plugin. Then runs the programs.
+# with pkg-config and the installed plugin. Then runs the programs. When
+# nanopb is installed, also the nanopb quick start (examples/quickstart_nanopb)
+# with CMake and with pkg-config.
 #   run.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1
@@ -89,3 +91,35 @@ out=$("$prefix/bin/prpc" --proto-set "$tmp/hello.pb" call "$gtarget" \
 [ "$out" = '{"message":"Hello prpc"}' ] || { echo "prpc call printed: $out"; exit 1; }
 stop_server
 echo "prpc: ok"
+
+# 5. The nanopb backend, when nanopb is installed (nanopb, libnanopb-dev).
+if [ -e "$libdir/libpiperpc_nanopb.a" ]; then
+  [ -e "$prefix/include/piperpc/nanopb.h" ] || { echo "not installed: nanopb.h"; exit 1; }
+  cmake -S "$src/examples/quickstart_nanopb" -B "$tmp/app-nanopb" \
+    -DCMAKE_PREFIX_PATH="$prefix" > "$tmp/app-nanopb.log"
+  cmake --build "$tmp/app-nanopb" >> "$tmp/app-nanopb.log"
+  start_server "$tmp/app-nanopb/hello_server" "$target"
+  out=$("$tmp/app-nanopb/hello_client" "$target" nanopb)
+  [ "$out" = "Hello nanopb" ] || { echo "unexpected reply: $out"; exit 1; }
+  # The protobuf-c client against the nanopb server: one wire.
+  out=$("$tmp/app/hello_client" "$target" mixed)
+  [ "$out" = "Hello mixed" ] || { echo "unexpected reply: $out"; exit 1; }
+  stop_server
+  echo "cmake package, nanopb backend: ok"
+
+  gen=$tmp/gen-nanopb
+  mkdir -p "$gen"
+  protoc -I"$src/examples/quickstart" \
+    --plugin=protoc-gen-prpc="$prefix/bin/protoc-gen-prpc" \
+    --nanopb_out="-I$src/examples/quickstart_nanopb:$gen" \
+    --prpc_out=backend=nanopb:"$gen" hello.proto
+  cc -Wall -Wextra -Werror -I"$gen" -o "$tmp/client-nanopb-pc" \
+    "$src/examples/quickstart_nanopb/client.c" "$gen/hello.pb.c" \
+    "$gen/hello.prpc.c" $(pkg-config --cflags --libs piperpc) \
+    -lpiperpc_nanopb -lprotobuf-nanopb
+  start_server "$tmp/app/hello_server" "$target"
+  out=$(LD_LIBRARY_PATH="$libdir" "$tmp/client-nanopb-pc" "$target" pc-nanopb)
+  [ "$out" = "Hello pc-nanopb" ] || { echo "unexpected reply: $out"; exit 1; }
+  stop_server
+  echo "pkg-config, nanopb backend: ok"
+fi
