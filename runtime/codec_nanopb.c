@@ -10,20 +10,32 @@ static const pb_msgdesc_t *fields_of(const void *type) {
   return ((const prpc_nanopb_type *)type)->fields;
 }
 
+/* The runtime calls encoded_size() and then encode() for the same message
+ * on the same thread, with a buffer of exactly that size: encode() takes
+ * the size from here instead of running the encode callbacks once more. */
+static _Thread_local struct {
+  const void *msg;
+  size_t size;
+} last;
+
 static size_t npb_encoded_size(const void *type, const void *msg) {
   size_t size;
+  last.msg = NULL;
   if (!pb_get_encoded_size(&size, fields_of(type), msg))
     return (size_t)-1;
+  last.msg = msg;
+  last.size = size;
   return size;
 }
 
 static size_t npb_encode(const void *type, const void *msg, uint8_t *out) {
   /* out has exactly encoded_size() bytes: a callback that writes more the
    * second time fails here instead of overrunning. */
-  size_t size;
+  size_t size = last.size;
   pb_ostream_t os;
-  if (!pb_get_encoded_size(&size, fields_of(type), msg))
+  if (last.msg != msg && !pb_get_encoded_size(&size, fields_of(type), msg))
     return (size_t)-1;
+  last.msg = NULL;
   os = pb_ostream_from_buffer(out, size);
   if (!pb_encode(&os, fields_of(type), msg))
     return (size_t)-1;
