@@ -20,8 +20,8 @@ extern "C" {
 /* What a method table points to for a nanopb message: its field
  * descriptors and the size of its struct. Generated, one per type used. */
 typedef struct prpc_nanopb_type {
-  const pb_msgdesc_t *fields; /* <Msg>_fields */
-  size_t size;                /* sizeof(<Msg>) */
+  const pb_msgdesc_t *fields; /* the message's MSG_fields */
+  size_t size;                /* sizeof(MSG) */
 } prpc_nanopb_type;
 
 /* The codec for nanopb messages; 'type' arguments are prpc_nanopb_type. */

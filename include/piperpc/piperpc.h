@@ -238,7 +238,7 @@ PRPC_API grpc_status_code prpc_unary_call(prpc_channel *channel,
 
 /* prpc_unary_call() for codecs that decode into caller storage (nanopb):
  * reply is the caller's struct of the reply type (or NULL: the reply is
- * dropped), initialised (<Msg>_init_zero) with any decode callbacks set; on
+ * dropped), initialised (MSG_init_zero) with any decode callbacks set; on
  * GRPC_STATUS_OK it holds the reply. A reply that does not fit the struct's
  * static sizes ends the call with INTERNAL and a message saying so; a
  * request that cannot be encoded (a field over its static size) with
