@@ -773,7 +773,7 @@ static grpc_status_code raw_invoke(const void *impl, prpc_ctx *ctx,
 
 static void oversize_reply(void) {
   static const prpc_service_desc raw_service = {"test.multi.v1.Streamer", 1,
-                                                &raw_unary};
+                                                &raw_unary, NULL};
   static const prpc_invoke_fn invokers[] = {raw_invoke};
   prpc_server_opts opts = PRPC_SERVER_OPTS_INIT;
   prpc_status st = PRPC_STATUS_INIT;
@@ -796,7 +796,7 @@ static void oversize_reply(void) {
 
 /* Streamer.Unary again, with the counted codec, as "test.counted.Counted". */
 static const prpc_service_desc counted_service = {"test.counted.Counted", 1,
-                                                  &counted_unary};
+                                                  &counted_unary, NULL};
 
 static grpc_status_code counted_invoke(const void *impl, prpc_ctx *ctx,
                                        const void *request, void *reply,

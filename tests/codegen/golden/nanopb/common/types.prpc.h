@@ -6,7 +6,7 @@
 #include <piperpc/nanopb.h>
 #include "common/types.pb.h"
 
-#if PRPC_GEN_ABI != 1
+#if PRPC_GEN_ABI != 2
 #error "Regenerate with the protoc-gen-prpc that matches this runtime."
 #endif
 
