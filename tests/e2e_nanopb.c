@@ -288,6 +288,15 @@ static grpc_status_code s_echo(prpc_ctx *ctx, void *ud) {
   out.blob.arg = b;
   while ((rc = test__multi__v1__streamer_server__echo_read(ctx, &in)) == 1) {
     strcpy(out.text, in.text);
+    if (strcmp(in.text, "unterminated") == 0) {
+      /* A message past its static size: the write refuses it. */
+      memset(out.text, 'u', sizeof(out.text));
+      if (test__multi__v1__streamer_server__echo_write(ctx, &out) !=
+          PRPC_EMSG)
+        return GRPC_STATUS_UNKNOWN;
+      prpc_ctx_set_message(ctx, "the write was refused");
+      return GRPC_STATUS_INTERNAL;
+    }
     if (test__multi__v1__streamer_server__echo_write(ctx, &out) != 0)
       return GRPC_STATUS_CANCELLED;
     b->len = 0;
@@ -646,6 +655,15 @@ static void errors(void) {
   ASSERT_STREQ(rep.text, "fits");
   ASSERT_EQ(prpc_call_writes_done(call), 0);
   ASSERT_EQ(prpc_call_finish(call, NULL, NULL), GRPC_STATUS_OK);
+
+  /* A handler's stream message past its static size is refused too. */
+  ASSERT_EQ(test__multi__v1__streamer_client__echo_start(ch, NULL, &call), 0);
+  strcpy(req.text, "unterminated");
+  ASSERT_EQ(test__multi__v1__streamer_client__echo_write(call, &req), 0);
+  ASSERT_EQ(test__multi__v1__streamer_client__echo_read(call, &rep), 0);
+  ASSERT_EQ(prpc_call_finish(call, NULL, &st), GRPC_STATUS_INTERNAL);
+  ASSERT_STREQ(st.message, "the write was refused");
+  prpc_status_clear(&st);
   expect_serving();
   teardown();
 }
