@@ -500,13 +500,14 @@ static void emit_header_service(sb *h, const service *s) {
               "UNIMPLEMENTED.\n"
               " * request is borrowed until the handler returns. reply "
               "starts at its\n"
-              " * init_zero value and is filled in place; what its "
-              "callbacks' arguments\n"
-              " * point to must last until the call ends: use "
-              "prpc_ctx_alloc(). Return\n"
-              " * GRPC_STATUS_OK to send the reply, or another code to send "
-              "that status\n"
-              " * (prpc_ctx_set_message() adds details). */\n"
+              " * default value (init_zero; proto2 defaults) and is filled "
+              "in place; what\n"
+              " * its callbacks' arguments "
+              "point to must last until the call ends: use\n"
+              " * prpc_ctx_alloc(). Return GRPC_STATUS_OK to send the reply, "
+              "or another\n"
+              " * code to send that status (prpc_ctx_set_message() adds "
+              "details). */\n"
               "typedef struct %sServer {\n",
               s->camel);
   else
@@ -552,8 +553,8 @@ static void emit_header_service(sb *h, const service *s) {
         continue;
       if (!any++)
         sb_printf(h, "  /* Optional: called with the request (at its "
-                     "init_zero value) before\n"
-                     "   * it is decoded, to set decode callbacks; memory "
+                     "default value) before it\n"
+                     "   * is decoded, to set decode callbacks; memory "
                      "from prpc_ctx_alloc(). */\n");
       sb_printf(h,
                 "  void (*%s_prepare)(prpc_ctx *ctx, %s *request,\n"

@@ -57,10 +57,10 @@ grpc_status_code test__multi__v1__streamer_client__nested_type(prpc_channel *cha
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
- * init_zero value and is filled in place; what its callbacks' arguments
- * point to must last until the call ends: use prpc_ctx_alloc(). Return
- * GRPC_STATUS_OK to send the reply, or another code to send that status
- * (prpc_ctx_set_message() adds details). */
+ * default value (init_zero; proto2 defaults) and is filled in place; what
+ * its callbacks' arguments point to must last until the call ends: use
+ * prpc_ctx_alloc(). Return GRPC_STATUS_OK to send the reply, or another
+ * code to send that status (prpc_ctx_set_message() adds details). */
 typedef struct Test__Multi__V1__StreamerServer {
   grpc_status_code (*unary)(prpc_ctx *ctx, const test_common_Text *request,
       test_common_Text *reply, void *user_data);
@@ -71,8 +71,8 @@ typedef struct Test__Multi__V1__StreamerServer {
   grpc_status_code (*echo)(prpc_ctx *ctx, void *user_data);
   grpc_status_code (*nested_type)(prpc_ctx *ctx, const test_multi_v1_RangeRequest_Options *request,
       test_multi_v1_RangeRequest_Options *reply, void *user_data);
-  /* Optional: called with the request (at its init_zero value) before
-   * it is decoded, to set decode callbacks; memory from prpc_ctx_alloc(). */
+  /* Optional: called with the request (at its default value) before it
+   * is decoded, to set decode callbacks; memory from prpc_ctx_alloc(). */
   void (*unary_prepare)(prpc_ctx *ctx, test_common_Text *request,
       void *user_data);
   void (*range_prepare)(prpc_ctx *ctx, test_multi_v1_RangeRequest *request,
@@ -120,17 +120,17 @@ grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
- * init_zero value and is filled in place; what its callbacks' arguments
- * point to must last until the call ends: use prpc_ctx_alloc(). Return
- * GRPC_STATUS_OK to send the reply, or another code to send that status
- * (prpc_ctx_set_message() adds details). */
+ * default value (init_zero; proto2 defaults) and is filled in place; what
+ * its callbacks' arguments point to must last until the call ends: use
+ * prpc_ctx_alloc(). Return GRPC_STATUS_OK to send the reply, or another
+ * code to send that status (prpc_ctx_set_message() adds details). */
 typedef struct Test__Multi__V1__HTTPAdminServer {
   grpc_status_code (*get_urlstatus)(prpc_ctx *ctx, const test_common_Text *request,
       test_common_Text *reply, void *user_data);
   grpc_status_code (*get_raw_value)(prpc_ctx *ctx, const test_common_Number *request,
       test_common_Number *reply, void *user_data);
-  /* Optional: called with the request (at its init_zero value) before
-   * it is decoded, to set decode callbacks; memory from prpc_ctx_alloc(). */
+  /* Optional: called with the request (at its default value) before it
+   * is decoded, to set decode callbacks; memory from prpc_ctx_alloc(). */
   void (*get_urlstatus_prepare)(prpc_ctx *ctx, test_common_Text *request,
       void *user_data);
   void (*get_raw_value_prepare)(prpc_ctx *ctx, test_common_Number *request,

@@ -31,15 +31,15 @@ grpc_status_code plain_client__send(prpc_channel *channel,
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
- * init_zero value and is filled in place; what its callbacks' arguments
- * point to must last until the call ends: use prpc_ctx_alloc(). Return
- * GRPC_STATUS_OK to send the reply, or another code to send that status
- * (prpc_ctx_set_message() adds details). */
+ * default value (init_zero; proto2 defaults) and is filled in place; what
+ * its callbacks' arguments point to must last until the call ends: use
+ * prpc_ctx_alloc(). Return GRPC_STATUS_OK to send the reply, or another
+ * code to send that status (prpc_ctx_set_message() adds details). */
 typedef struct PlainServer {
   grpc_status_code (*send)(prpc_ctx *ctx, const Ping *request,
       Pong *reply, void *user_data);
-  /* Optional: called with the request (at its init_zero value) before
-   * it is decoded, to set decode callbacks; memory from prpc_ctx_alloc(). */
+  /* Optional: called with the request (at its default value) before it
+   * is decoded, to set decode callbacks; memory from prpc_ctx_alloc(). */
   void (*send_prepare)(prpc_ctx *ctx, Ping *request,
       void *user_data);
 } PlainServer;
@@ -61,10 +61,10 @@ extern const prpc_service_desc empty__prpc_service;
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
- * init_zero value and is filled in place; what its callbacks' arguments
- * point to must last until the call ends: use prpc_ctx_alloc(). Return
- * GRPC_STATUS_OK to send the reply, or another code to send that status
- * (prpc_ctx_set_message() adds details). */
+ * default value (init_zero; proto2 defaults) and is filled in place; what
+ * its callbacks' arguments point to must last until the call ends: use
+ * prpc_ctx_alloc(). Return GRPC_STATUS_OK to send the reply, or another
+ * code to send that status (prpc_ctx_set_message() adds details). */
 typedef struct EmptyServer {
   int unused_; /* the service has no methods */
 } EmptyServer;
