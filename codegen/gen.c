@@ -511,19 +511,19 @@ static void emit_header_service(sb *h, const service *s) {
               "typedef struct %sServer {\n",
               s->camel);
   else
-  sb_printf(h,
-            "\n/* Server. One handler per rpc; a NULL handler answers "
-            "UNIMPLEMENTED.\n"
-            " * request is borrowed until the handler returns. reply starts "
-            "at its INIT\n"
-            " * value; what it points to must last until the call ends: use "
-            "prpc_ctx_alloc()\n"
-            " * or prpc_ctx_strdup(). Return GRPC_STATUS_OK to send the "
-            "reply, or another\n"
-            " * code to send that status (prpc_ctx_set_message() adds "
-            "details). */\n"
-            "typedef struct %sServer {\n",
-            s->camel);
+    sb_printf(h,
+              "\n/* Server. One handler per rpc; a NULL handler answers "
+              "UNIMPLEMENTED.\n"
+              " * request is borrowed until the handler returns. reply starts "
+              "at its INIT\n"
+              " * value; what it points to must last until the call ends: use "
+              "prpc_ctx_alloc()\n"
+              " * or prpc_ctx_strdup(). Return GRPC_STATUS_OK to send the "
+              "reply, or another\n"
+              " * code to send that status (prpc_ctx_set_message() adds "
+              "details). */\n"
+              "typedef struct %sServer {\n",
+              s->camel);
   for (size_t i = 0; i < s->n; i++) {
     const method *m = &s->methods[i];
     if (!m->client_streaming && !m->server_streaming)
