@@ -55,7 +55,7 @@ static void raw_init(const void *type, void *msg) {
 
 const prpc_codec raw_codec = {"raw",          raw_encoded_size, raw_encode,
                               raw_decode,     raw_codec_free,   raw_struct_size,
-                              raw_init};
+                              raw_init,       NULL,             NULL};
 
 void raw_free(raw_msg *m) { free(m); }
 
