@@ -4,11 +4,16 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int threshold = PRPC_LOG_WARN;
+/* Read by every thread that logs; prpc_set_log() may change them while
+ * others log: the threshold is atomic, the sink and its data change
+ * together under sink_mu. */
+static atomic_int threshold = PRPC_LOG_WARN;
+static pthread_mutex_t sink_mu = PTHREAD_MUTEX_INITIALIZER;
 static prpc_log_fn sink;
 static void *sink_data;
 
@@ -17,21 +22,23 @@ static void read_env(void) {
   const char *env = getenv("PRPC_LOG");
   for (int i = 0; env && i < 4; i++)
     if (strcmp(env, names[i]) == 0)
-      threshold = i;
+      atomic_store(&threshold, i);
 }
 
 static int min_level(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, read_env);
-  return threshold;
+  return atomic_load_explicit(&threshold, memory_order_relaxed);
 }
 
 void prpc_set_log(prpc_log_fn fn, void *user_data, int level) {
   min_level(); /* the environment is read once, before this takes over */
+  pthread_mutex_lock(&sink_mu);
   sink = fn;
   sink_data = user_data;
+  pthread_mutex_unlock(&sink_mu);
   if (level >= PRPC_LOG_DEBUG && level <= PRPC_LOG_ERROR)
-    threshold = level;
+    atomic_store(&threshold, level);
 }
 
 int prpc__log_enabled(int level) { return level >= min_level(); }
@@ -40,9 +47,15 @@ static void emit(int level, const char *method, const char *peer,
                  const char *fmt, va_list ap) {
   static const char *const names[] = {"debug", "info", "warning", "error"};
   char line[1024];
+  prpc_log_fn fn;
+  void *data;
   vsnprintf(line, sizeof(line), fmt, ap);
-  if (sink) {
-    sink((prpc_log_level)level, method, peer, line, sink_data);
+  pthread_mutex_lock(&sink_mu);
+  fn = sink;
+  data = sink_data;
+  pthread_mutex_unlock(&sink_mu);
+  if (fn) {
+    fn((prpc_log_level)level, method, peer, line, data);
     return;
   }
   /* One fprintf per line so that lines from threads do not interleave. */

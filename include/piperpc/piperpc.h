@@ -91,7 +91,8 @@ typedef void (*prpc_log_fn)(prpc_log_level level, const char *method,
 
 /* Sends the library's log lines at or above level to fn (NULL: back to
  * stderr); level -1 keeps the current threshold (PRPC_LOG or warning).
- * Call it before creating channels and servers. user_data is borrowed. */
+ * Thread-safe, at any time: a line being written meanwhile may still go to
+ * the old sink, with its user_data (borrowed). */
 PRPC_API void prpc_set_log(prpc_log_fn fn, void *user_data, int level);
 
 /* ---------------------------------------------------------------------- */
