@@ -126,11 +126,14 @@ struct worker {
 static void defer_event(worker *w, grpc_event ev) {
   if (w->n_deferred == w->cap_deferred) {
     size_t cap = w->cap_deferred ? w->cap_deferred * 2 : 8;
-    grpc_event *d = realloc(w->deferred, cap * sizeof(*d));
-    if (!d) {
-      /* Cannot happen in practice; losing the event would leak a call. */
-      prpc__log(PRPC__LOG_ERROR, "out of memory deferring an event");
-      abort();
+    grpc_event *d;
+    /* Losing the event would leak a call: wait for memory instead (this
+     * thread is a worker inside a handler's is_cancelled poll). */
+    while (!(d = realloc(w->deferred, cap * sizeof(*d)))) {
+      struct timespec ts = {0, 10000000};
+      prpc__log(PRPC__LOG_ERROR, "out of memory deferring an event: "
+                                 "retrying in 10 ms");
+      nanosleep(&ts, NULL);
     }
     w->deferred = d;
     w->cap_deferred = cap;
@@ -388,7 +391,9 @@ static int unary_is_cancelled(prpc_ctx *ctx) {
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &ctx->cancelled_flag;
     atomic_fetch_add(&s->refs, 1);
-    if (grpc_call_start_batch(ctx->call, &op, 1, CLOSE_TAG(s), NULL) ==
+    grpc_call *call = ctx->call;
+    PRPC__TSAN_RELEASE(s);
+    if (grpc_call_start_batch(call, &op, 1, CLOSE_TAG(s), NULL) ==
         GRPC_CALL_OK)
       s->close_started = 1;
     else
@@ -396,7 +401,7 @@ static int unary_is_cancelled(prpc_ctx *ctx) {
   }
   /* With other workers, one of them picks the close event up (dispatch()
    * sets close_done). A lone worker looks for it itself. */
-  while (w->srv->n_workers == 1 && s->close_started &&
+  while (w->srv->opts.threads == 1 && s->close_started &&
          !atomic_load(&ctx->close_done)) {
     grpc_event ev = grpc_completion_queue_next(
         w->cq, gpr_time_0(GPR_CLOCK_MONOTONIC), NULL);
@@ -607,6 +612,7 @@ static int request_call(worker *w, method_entry *me) {
     return -1;
   if (me) {
     grpc_completion_queue *bound = s->ctx.cq ? s->ctx.cq : w->cq;
+    PRPC__TSAN_RELEASE(s);
     err = grpc_server_request_registered_call(
         w->srv->core, me->core_handle, &s->ctx.call, &s->ctx.deadline,
         &s->ctx.core_md, me->m->kind == PRPC_UNARY ||
@@ -616,6 +622,7 @@ static int request_call(worker *w, method_entry *me) {
         bound, w->cq, s);
   } else {
     grpc_call_details_init(&s->details);
+    PRPC__TSAN_RELEASE(s);
     err = grpc_server_request_call(w->srv->core, &s->ctx.call, &s->details,
                                    &s->ctx.core_md, w->cq, w->cq, s);
   }
@@ -704,7 +711,9 @@ static void finish_unary(slot *s, grpc_status_code code) {
     n++;
   }
   s->phase = SLOT_FINISHING;
-  if (grpc_call_start_batch(s->ctx.call, ops, n, s, NULL) != GRPC_CALL_OK) {
+  grpc_call *call = s->ctx.call; /* s is not ours once the batch starts */
+  PRPC__TSAN_RELEASE(s);
+  if (grpc_call_start_batch(call, ops, n, s, NULL) != GRPC_CALL_OK) {
     prpc__log(PRPC__LOG_ERROR, "%s: gRPC core refused the reply batch",
               s->ctx.method);
     slot_unref(s->w, s); /* the close op, if any, holds the other */
@@ -1023,6 +1032,7 @@ static void start_stream(slot *s) {
 static void dispatch(worker *w, grpc_event ev) {
   uintptr_t tag = (uintptr_t)ev.tag;
   slot *s = (slot *)(tag & ~(uintptr_t)1u);
+  PRPC__TSAN_ACQUIRE(s);
   if (tag & 1u) { /* a unary call's separate close op */
     atomic_store(&s->ctx.close_done, 1);
     slot_unref(w, s);
@@ -1829,10 +1839,12 @@ int prpc_server_start(prpc_server *srv) {
     admit(srv, srv->adopted_fds[i], SIZE_MAX);
   srv->n_adopted = 0;
   if (accepting || srv->n_hangup > 0) {
-    if (pthread_create(&srv->accept_thread, NULL, accept_main, srv) == 0)
-      srv->accept_running = 1;
-    else
+    /* Set first: the thread reads it if it shuts the server down. */
+    srv->accept_running = 1;
+    if (pthread_create(&srv->accept_thread, NULL, accept_main, srv) != 0) {
+      srv->accept_running = 0;
       prpc__log(PRPC__LOG_ERROR, "cannot start the accept thread");
+    }
   }
   return 0;
 }
@@ -1986,7 +1998,12 @@ int prpc_server_run(prpc_server *srv) {
   sigaddset(&stop_sigs, SIGINT);
   sigaddset(&stop_sigs, SIGTERM);
   pthread_sigmask(SIG_UNBLOCK, &stop_sigs, &old_mask);
-  rc = srv->state == SRV_CREATED ? prpc_server_start(srv) : 0;
+  /* The state under the lock: the accept thread may be shutting the
+   * server down already (shutdown_on_hangup). */
+  pthread_mutex_lock(&srv->mu);
+  int created = srv->state == SRV_CREATED;
+  pthread_mutex_unlock(&srv->mu);
+  rc = created ? prpc_server_start(srv) : 0;
 
   /* Wait for a signal, or for prpc_server_shutdown() from elsewhere. */
   while (rc == 0) {
