@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -16,10 +17,24 @@
 
 /* ---- the server under test ---- */
 
-static volatile int64_t seen_time_left = -2;
-static volatile int saw_late; /* a handler ran for the name "late" */
-static char seen_peer[256];
-static int64_t seen_pid = -1, seen_uid = -1;
+/* What the handler saw, for the test thread to check. Atomic or under a
+ * lock: the handler runs on a server thread, and the reply that tells the
+ * test it ran travels through gRPC core, which ThreadSanitizer cannot see
+ * into. */
+static _Atomic int64_t seen_time_left = -2;
+static atomic_int saw_late; /* a handler ran for the name "late" */
+static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
+static char seen_peer_buf[256];
+static _Atomic int64_t seen_pid = -1, seen_uid = -1;
+
+/* A copy of the last peer a handler saw. */
+static const char *seen_peer(void) {
+  static char copy[256];
+  pthread_mutex_lock(&seen_mu);
+  memcpy(copy, seen_peer_buf, sizeof(copy));
+  pthread_mutex_unlock(&seen_mu);
+  return copy;
+}
 
 static grpc_status_code say_hello(prpc_ctx *ctx,
                                   const Helloworld__HelloRequest *req,
@@ -28,9 +43,13 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
   (void)ud;
   if (strcmp(name, "late") == 0)
     saw_late = 1;
-  snprintf(seen_peer, sizeof(seen_peer), "%s", prpc_ctx_peer(ctx));
-  seen_pid = seen_uid = -1;
-  prpc_ctx_peer_cred(ctx, &seen_pid, &seen_uid, NULL);
+  pthread_mutex_lock(&seen_mu);
+  snprintf(seen_peer_buf, sizeof(seen_peer_buf), "%s", prpc_ctx_peer(ctx));
+  pthread_mutex_unlock(&seen_mu);
+  int64_t pid = -1, uid = -1;
+  prpc_ctx_peer_cred(ctx, &pid, &uid, NULL);
+  seen_pid = pid;
+  seen_uid = uid;
   seen_time_left = prpc_ctx_time_left_ms(ctx);
   if (strncmp(name, "sleep:", 6) == 0) {
     long ms = atol(name + 6);
@@ -105,7 +124,8 @@ static void expect_hello(const char *target) {
   /* A handler sees the client's deadline, not a local default. */
   /* gRPC rounds the timeout up when it encodes it: allow a little. */
   if (!(seen_time_left > 4000 && seen_time_left <= 5100))
-    FAIL_AT(__FILE__, __LINE__, "handler saw %lld ms left", (long long)seen_time_left);
+    FAIL_AT(__FILE__, __LINE__, "handler saw %lld ms left",
+            (long long)atomic_load(&seen_time_left));
   prpc_channel_destroy(ch);
 }
 
@@ -122,7 +142,7 @@ static void unix_socket(void) {
   ASSERT(S_ISSOCK(st.st_mode));
   ASSERT_EQ(st.st_mode & 0777, 0600); /* the default socket mode */
   expect_hello(target);
-  ASSERT_STREQ(seen_peer, target);
+  ASSERT_STREQ(seen_peer(), target);
   ASSERT_EQ(seen_pid, getpid()); /* SO_PEERCRED: this very process */
   ASSERT_EQ(seen_uid, getuid());
   prpc_server_destroy(srv);
@@ -154,7 +174,7 @@ static void abstract_socket(void) {
            (int)getpid(), (long)time(NULL));
   prpc_server *srv = start_server(target, NULL);
   expect_hello(target);
-  ASSERT_STREQ(seen_peer, target);
+  ASSERT_STREQ(seen_peer(), target);
   prpc_server_destroy(srv);
 }
 
@@ -165,7 +185,7 @@ static void tcp(void) {
   ASSERT(port > 0);
   snprintf(target, sizeof(target), "127.0.0.1:%d", port);
   expect_hello(target);
-  ASSERT_CONTAINS(seen_peer, "ipv4:127.0.0.1:");
+  ASSERT_CONTAINS(seen_peer(), "ipv4:127.0.0.1:");
   ASSERT_EQ(seen_pid, -1); /* no kernel credentials over TCP */
   snprintf(target, sizeof(target), "ipv4:127.0.0.1:%d", port);
   expect_hello(target);
@@ -218,7 +238,7 @@ static void deadline(void) {
     test_sleep_ms(5);
   if (!(seen_time_left >= 0 && seen_time_left <= 1550))
     FAIL_AT(__FILE__, __LINE__, "handler saw %lld ms left",
-            (long long)seen_time_left);
+            (long long)atomic_load(&seen_time_left));
   prpc_status_clear(&st);
   /* No deadline: the handler sees -1. */
   ASSERT_EQ(hello(ch, "x", 0, NULL, NULL, 0), GRPC_STATUS_OK);

@@ -4,6 +4,7 @@
  * without it they exit 77, which ctest reports as skipped. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -24,16 +25,36 @@
 extern char **environ;
 
 static atomic_int calls;
-static char last_name[64];
-static int64_t last_uid = -1, last_pid = -1;
+/* What the handler saw (it runs on a server thread): under a lock. */
+static pthread_mutex_t last_mu = PTHREAD_MUTEX_INITIALIZER;
+static char last_name_buf[64];
+static int64_t last_uid_v = -1, last_pid_v = -1;
+
+static const char *last_name(void) {
+  static char copy[64];
+  pthread_mutex_lock(&last_mu);
+  memcpy(copy, last_name_buf, sizeof(copy));
+  pthread_mutex_unlock(&last_mu);
+  return copy;
+}
+static int64_t last_id(const int64_t *v) {
+  pthread_mutex_lock(&last_mu);
+  int64_t id = *v;
+  pthread_mutex_unlock(&last_mu);
+  return id;
+}
+#define last_uid last_id(&last_uid_v)
+#define last_pid last_id(&last_pid_v)
 
 static grpc_status_code say_hello(prpc_ctx *ctx,
                                   const Helloworld__HelloRequest *req,
                                   Helloworld__HelloReply *reply, void *ud) {
   (void)ud;
   atomic_fetch_add(&calls, 1);
-  snprintf(last_name, sizeof(last_name), "%s", req->name);
-  prpc_ctx_peer_cred(ctx, &last_pid, &last_uid, NULL);
+  pthread_mutex_lock(&last_mu);
+  snprintf(last_name_buf, sizeof(last_name_buf), "%s", req->name);
+  prpc_ctx_peer_cred(ctx, &last_pid_v, &last_uid_v, NULL);
+  pthread_mutex_unlock(&last_mu);
   reply->message = prpc_ctx_strdup(ctx, "hi");
   return GRPC_STATUS_OK;
 }
@@ -277,14 +298,14 @@ static void rules_other_user(void) {
   srv = server_with(&opts, target, by_user);
   rc = client_as(65534, 65534, target, "nobody", dir, err, sizeof(err));
   ASSERT_EQ(rc, 0);
-  ASSERT_STREQ(last_name, "nobody");
+  ASSERT_STREQ(last_name(), "nobody");
   ASSERT_EQ(last_uid, 65534); /* the kernel's word, seen by the handler */
   prpc_server_destroy(srv);
   const char *by_group[] = {"deny root", "allow group:nogroup", NULL};
   srv = server_with(&opts, target, by_group);
   rc = client_as(65534, 65534, target, "grouped", dir, err, sizeof(err));
   ASSERT_EQ(rc, 0);
-  ASSERT_STREQ(last_name, "grouped");
+  ASSERT_STREQ(last_name(), "grouped");
   prpc_server_destroy(srv);
   test_rmdir(dir);
 }
@@ -410,11 +431,13 @@ static void spawn_child_client(void) {
   ASSERT_EQ(prpc_server_create(NULL, &srv), 0);
   ASSERT_EQ(prpc_server_add_listener(srv, prpc_child_target(child), NULL), 0);
   ASSERT_EQ(helloworld__greeter_server__register(srv, &impl, NULL), 0);
-  last_name[0] = '\0';
+  pthread_mutex_lock(&last_mu);
+  last_name_buf[0] = '\0';
+  pthread_mutex_unlock(&last_mu);
   ASSERT_EQ(prpc_server_start(srv), 0);
   ASSERT_EQ(prpc_child_wait(child, 20000, &wst), 0);
   ASSERT(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-  ASSERT_STREQ(last_name, "child");
+  ASSERT_STREQ(last_name(), "child");
   /* For a socketpair the kernel reports the process that created the
    * pair (this one), not the child that holds the other end. */
   ASSERT_EQ(last_pid, getpid());
