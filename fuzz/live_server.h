@@ -1,0 +1,167 @@
+/* A real piperpc server for the fuzzers that talk to one: grpc.testing's
+ * TestService on a unix socket in a fresh temporary directory, started once
+ * per process and kept across iterations. Its handlers check that every
+ * request they are given is a valid message (it passes protobuf-c's check
+ * and re-encodes to the same bytes after a round trip) and count what they
+ * see, so that a fuzzer can tell exactly which requests reached them. */
+#ifndef PRPC_FUZZ_LIVE_SERVER_H
+#define PRPC_FUZZ_LIVE_SERVER_H
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+#include "grpc/testing/test.prpc.h"
+
+/* Requests that reached a handler, and stream messages a handler read. */
+static atomic_long live_handled, live_stream_msgs;
+
+static void live_check_valid(const ProtobufCMessage *m) {
+  size_t n, n2;
+  uint8_t *a, *b;
+  ProtobufCMessage *again;
+  FUZZ_ASSERT(m != NULL);
+  FUZZ_ASSERT(protobuf_c_message_check(m));
+  n = protobuf_c_message_get_packed_size(m);
+  a = malloc(n + 1);
+  FUZZ_ASSERT(a && protobuf_c_message_pack(m, a) == n);
+  again = protobuf_c_message_unpack(m->descriptor, NULL, n, a);
+  FUZZ_ASSERT(again != NULL);
+  n2 = protobuf_c_message_get_packed_size(again);
+  b = malloc(n2 + 1);
+  FUZZ_ASSERT(b && n2 == n && protobuf_c_message_pack(again, b) == n);
+  FUZZ_ASSERT(memcmp(a, b, n) == 0);
+  protobuf_c_message_free_unpacked(again, NULL);
+  free(a);
+  free(b);
+}
+
+static grpc_status_code live_empty(prpc_ctx *ctx, const Grpc__Testing__Empty *req,
+                                   Grpc__Testing__Empty *reply, void *ud) {
+  (void)ctx, (void)reply, (void)ud;
+  live_check_valid(&req->base);
+  atomic_fetch_add(&live_handled, 1);
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code live_unary(prpc_ctx *ctx,
+                                   const Grpc__Testing__SimpleRequest *req,
+                                   Grpc__Testing__SimpleResponse *reply,
+                                   void *ud) {
+  (void)ud;
+  live_check_valid(&req->base);
+  atomic_fetch_add(&live_handled, 1);
+  reply->username = prpc_ctx_strdup(ctx, "fuzz");
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code live_stream_out(
+    prpc_ctx *ctx, const Grpc__Testing__StreamingOutputCallRequest *req,
+    void *ud) {
+  Grpc__Testing__StreamingOutputCallResponse out =
+      GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
+  (void)ud;
+  live_check_valid(&req->base);
+  atomic_fetch_add(&live_handled, 1);
+  if (grpc__testing__test_service_server__streaming_output_call_write(ctx,
+                                                                      &out))
+    return GRPC_STATUS_CANCELLED;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code live_stream_in(
+    prpc_ctx *ctx, Grpc__Testing__StreamingInputCallResponse *reply,
+    void *ud) {
+  Grpc__Testing__StreamingInputCallRequest *in;
+  int rc;
+  (void)ud;
+  atomic_fetch_add(&live_handled, 1);
+  while ((rc = grpc__testing__test_service_server__streaming_input_call_read(
+              ctx, &in)) == 1) {
+    live_check_valid(&in->base);
+    atomic_fetch_add(&live_stream_msgs, 1);
+    reply->aggregated_payload_size +=
+        in->payload ? (int32_t)in->payload->body.len : 0;
+    protobuf_c_message_free_unpacked(&in->base, NULL);
+  }
+  if (rc == PRPC_EMSG)
+    return GRPC_STATUS_INVALID_ARGUMENT; /* the call already says so */
+  return rc == 0 ? GRPC_STATUS_OK : GRPC_STATUS_CANCELLED;
+}
+
+static prpc_server *live_srv;
+static char live_dir[PATH_MAX], live_target[PATH_MAX + 8];
+
+static void live_stop(void) {
+  char path[PATH_MAX + 16];
+  prpc_server_destroy(live_srv);
+  snprintf(path, sizeof(path), "%s/fuzz.sock", live_dir);
+  unlink(path);
+  rmdir(live_dir);
+}
+
+/* Starts the server; returns its target, "unix:DIR/fuzz.sock". */
+static const char *live_start(void) {
+  static const Grpc__Testing__TestServiceServer impl = {
+      .empty_call = live_empty,
+      .unary_call = live_unary,
+      .streaming_output_call = live_stream_out,
+      .streaming_input_call = live_stream_in,
+  };
+  prpc_server_opts opts = PRPC_SERVER_OPTS_INIT;
+  const char *tmp = getenv("TMPDIR");
+  opts.threads = 2;
+  opts.grace_ms = 1000;
+  snprintf(live_dir, sizeof(live_dir), "%s/prpc-fuzz-XXXXXX",
+           tmp && *tmp ? tmp : "/tmp");
+  FUZZ_ASSERT(mkdtemp(live_dir) != NULL);
+  snprintf(live_target, sizeof(live_target), "unix:%s/fuzz.sock", live_dir);
+  FUZZ_ASSERT(prpc_server_create(&opts, &live_srv) == 0);
+  FUZZ_ASSERT(prpc_server_add_listener(live_srv, live_target, NULL) == 0);
+  FUZZ_ASSERT(grpc__testing__test_service_server__register(live_srv, &impl,
+                                                           NULL) == 0);
+  FUZZ_ASSERT(prpc_server_start(live_srv) == 0);
+  atexit(live_stop);
+  return live_target;
+}
+
+/* A codec whose "message" is raw bytes: lets a client put any bytes on the
+ * wire as a request. Replies "decode" to a 1-byte placeholder. */
+typedef struct raw_msg {
+  const uint8_t *data;
+  size_t len;
+} raw_msg;
+static size_t raw_size(const void *t, const void *m) {
+  (void)t;
+  return ((const raw_msg *)m)->len;
+}
+static size_t raw_encode(const void *t, const void *m, uint8_t *out) {
+  (void)t;
+  if (((const raw_msg *)m)->len)
+    memcpy(out, ((const raw_msg *)m)->data, ((const raw_msg *)m)->len);
+  return ((const raw_msg *)m)->len;
+}
+static void *raw_decode(const void *t, const uint8_t *d, size_t n,
+                        const prpc_allocator *a) {
+  (void)t, (void)d, (void)n, (void)a;
+  return malloc(1);
+}
+static void raw_free(const void *t, void *m, const prpc_allocator *a) {
+  (void)t, (void)a;
+  free(m);
+}
+static const prpc_codec raw_codec = {"raw", raw_size, raw_encode, raw_decode,
+                                     raw_free, NULL, NULL};
+
+/* The TestService method at index i (in .proto order), sent raw. */
+static inline prpc_method_desc raw_method(size_t i) {
+  const prpc_method_desc *m = &grpc__testing__test_service__prpc_service.methods[i];
+  prpc_method_desc d = {m->path, m->kind, &raw_codec, NULL, NULL};
+  return d;
+}
+
+#endif /* PRPC_FUZZ_LIVE_SERVER_H */

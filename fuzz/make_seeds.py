@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""Writes the fuzzers' seed corpora into fuzz/corpus/<fuzzer>/.
+
+    fuzz/make_seeds.py            (from the top of the source tree)
+
+Small and meaningful inputs: valid and nearly valid targets and access
+rules, the CodeGeneratorRequests protoc really sends for the project's
+protos (recorded with fuzz/dump_plugin.sh), valid requests of the
+TestService methods fuzz_request calls, and gRPC's HTTP/2 as a client
+speaks it for fuzz_socket. Deterministic: running it again gives the same
+files. Needs protoc (protobuf-compiler) for the codegen seeds."""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(SRC, "fuzz", "corpus")
+
+
+def put(fuzzer, name, data):
+    d = os.path.join(OUT, fuzzer)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- protobuf wire format, by hand ----
+
+def varint(v):
+    out = b""
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def field_varint(num, v):
+    return varint(num << 3) + varint(v)
+
+
+def field_bytes(num, b):
+    if isinstance(b, str):
+        b = b.encode()
+    return varint((num << 3) | 2) + varint(len(b)) + b
+
+
+# ---- targets ----
+
+TARGETS = [
+    "unix:/run/app.sock", "unix:rel/path.sock", "unix:///abs/path",
+    "unix-abstract:piperpc-test", "fd:3", "localhost:50051",
+    "127.0.0.1:0", "[::1]:443", "ipv4:10.0.0.1:80", "ipv6:[fe80::1]:8080",
+    "dns:///example.org:443", "dns:example.org:443", "unix:", "unix://host/x",
+    "host:port", "::1:80", "http://x", "unix:/" + "a" * 110,
+]
+
+
+def targets():
+    for i, t in enumerate(TARGETS):
+        put("target", "%02d" % i, t)
+
+
+# ---- access rules: 1 byte allow flag, 4 bytes uid, 4 bytes gid, rule ----
+
+RULES = ["any", "root", "same-user", "uid:0", "uid:65534", "gid:100",
+         "user:root", "user:nobody", "user:0", "group:root", "group:nogroup",
+         "group:12", "uid:4294967295", "user:", "who:x", ""]
+
+
+def access():
+    for i, r in enumerate(RULES):
+        put("access", "%02d" % i,
+            struct.pack("<BII", i & 1, 65534 if i & 2 else 0, 0) + r.encode())
+
+
+# ---- CodeGeneratorRequests, as protoc sends them ----
+
+CODEGEN = [
+    # (seed name, include dirs, proto, parameter)
+    ("helloworld", ["proto"], "helloworld.proto", None),
+    ("health", ["proto"], "grpc/health/v1/health.proto", None),
+    ("interop", ["proto"], "grpc/testing/test.proto", None),
+    ("chat", ["examples/streaming"], "chat.proto", "backend=protobuf-c"),
+    ("multi", ["tests/codegen/proto"], "multi.proto", None),
+    ("nopkg", ["tests/codegen/proto"], "nopkg.proto", None),
+    ("types", ["tests/codegen/proto"], "common/types.proto", None),
+    # Requests the generator must refuse, with an error.
+    ("bad_collide", ["tests/codegen/bad"], "collide.proto", None),
+    ("bad_cpackage", ["tests/codegen/bad", "/usr/include"], "cpackage.proto",
+     None),
+    ("bad_option", ["tests/codegen/proto"], "nopkg.proto", "backend=nanopb"),
+]
+
+
+def codegen():
+    dump = os.path.join(SRC, "fuzz", "dump_plugin.sh")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, incs, proto, param in CODEGEN:
+            target = os.path.join(OUT, "codegen", name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            out = tmp if param is None else param + ":" + tmp
+            args = ["protoc", "--plugin=protoc-gen-dump=" + dump,
+                    "--dump_out=" + out]
+            args += ["-I" + (i if i.startswith("/") else os.path.join(SRC, i))
+                     for i in incs]
+            args.append(proto)
+            env = dict(os.environ, PRPC_DUMP_TO=target)
+            subprocess.run(args, check=True, env=env,
+                           cwd=os.path.join(SRC, incs[0]))
+    # Not a request at all.
+    put("codegen", "garbage", b"\xff\xff\xff")
+
+
+# ---- fuzz_request: first byte picks the method (0 unary, 1 server
+# streaming, 2 client streaming), then the message bytes ----
+
+def payload(body):
+    return field_varint(1, 0) + field_bytes(2, body)
+
+
+def request():
+    simple = [
+        b"",
+        field_varint(2, 10),
+        field_varint(2, 1) + field_bytes(3, payload(b"hello")),
+        field_bytes(7, field_varint(1, 3) + field_bytes(2, "status msg")),
+        field_bytes(6, field_varint(1, 1)) + field_varint(4, 1) +
+        field_varint(9, 1),
+        field_bytes(3, payload(b"\x00" * 64)) + field_varint(50, 7),  # unknown
+    ]
+    for i, m in enumerate(simple):
+        put("request", "unary_%d" % i, b"\x00" + m)
+    put("request", "unary_bad", b"\x00" + b"\x0a\x7fx")
+    out_req = [
+        b"",
+        field_bytes(2, field_varint(1, 5)) + field_bytes(2, field_varint(1, 7)),
+        field_bytes(3, payload(b"abc")) + field_bytes(
+            7, field_varint(1, 0) + field_bytes(2, "ok")),
+    ]
+    for i, m in enumerate(out_req):
+        put("request", "server_stream_%d" % i, b"\x01" + m)
+    # Client streaming: messages as a length byte and the bytes.
+    msgs = [field_bytes(1, payload(b"x" * 10)), b"",
+            field_bytes(2, field_varint(1, 1))]
+    put("request", "client_stream_0",
+        b"\x02" + b"".join(bytes([len(m)]) + m for m in msgs))
+    put("request", "client_stream_bad",
+        b"\x02" + bytes([len(msgs[0])]) + msgs[0] + b"\x03\x0a\x7fx")
+
+
+# ---- fuzz_socket: HTTP/2 as a gRPC client speaks it ----
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(ftype, flags, stream, payload_):
+    return (struct.pack(">I", len(payload_))[1:] +
+            bytes([ftype, flags]) + struct.pack(">I", stream) + payload_)
+
+
+def settings(pairs=()):
+    return frame(4, 0, 0, b"".join(struct.pack(">HI", k, v) for k, v in pairs))
+
+
+def hpack_literal(name, value):
+    # Literal header field without indexing, new name, no Huffman.
+    name, value = name.encode(), value.encode()
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def grpc_headers(path):
+    block = b"".join(hpack_literal(k, v) for k, v in [
+        (":method", "POST"), (":scheme", "http"), (":path", path),
+        (":authority", "localhost"), ("content-type", "application/grpc"),
+        ("te", "trailers"), ("grpc-timeout", "5S")])
+    return block
+
+
+def grpc_message(msg, compressed=0):
+    return bytes([compressed]) + struct.pack(">I", len(msg)) + msg
+
+
+def socket_seeds():
+    svc = "/grpc.testing.TestService/"
+    put("socket", "preface_only", PREFACE)
+    put("socket", "preface_settings", PREFACE + settings([(4, 65535)]))
+    empty_call = (PREFACE + settings() +
+                  frame(1, 4, 1, grpc_headers(svc + "EmptyCall")) +
+                  frame(0, 1, 1, grpc_message(b"")))
+    put("socket", "empty_call", empty_call)
+    unary = (PREFACE + settings([(2, 0), (4, 4194304)]) + frame(4, 1, 0, b"") +
+             frame(1, 4, 1, grpc_headers(svc + "UnaryCall")) +
+             frame(0, 1, 1, grpc_message(field_varint(2, 10) + field_bytes(
+                 3, payload(b"abc")))))
+    put("socket", "unary_call", unary)
+    put("socket", "two_streams",
+        unary + frame(1, 4, 3, grpc_headers(svc + "EmptyCall")) +
+        frame(0, 1, 3, grpc_message(b"")))
+    put("socket", "bad_message",
+        PREFACE + settings() +
+        frame(1, 4, 1, grpc_headers(svc + "UnaryCall")) +
+        frame(0, 1, 1, grpc_message(b"\x0a\x7fx")))
+    put("socket", "unknown_method",
+        PREFACE + settings() +
+        frame(1, 4, 1, grpc_headers("/no.Such/Method")) +
+        frame(0, 1, 1, grpc_message(b"")))
+    put("socket", "ping_window_rst",
+        PREFACE + settings() + frame(6, 0, 0, b"12345678") +
+        frame(8, 0, 0, struct.pack(">I", 1 << 20)) +
+        frame(1, 4, 1, grpc_headers(svc + "StreamingInputCall")) +
+        frame(0, 0, 1, grpc_message(field_bytes(1, payload(b"zz")))) +
+        frame(3, 0, 1, struct.pack(">I", 8)) +
+        frame(7, 0, 0, struct.pack(">II", 0, 0)))
+    put("socket", "http1", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def main():
+    targets()
+    access()
+    codegen()
+    request()
+    socket_seeds()
+    for d in sorted(os.listdir(OUT)):
+        print("%-8s %d seeds" % (d, len(os.listdir(os.path.join(OUT, d)))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
