@@ -355,6 +355,115 @@ static int check_type(gen *g, const Request *req, const char *type,
   return 0;
 }
 
+/* C keywords: a method whose C name is one cannot be a field of the
+ * handler table (nor of protobuf-c's own service struct). */
+static int is_c_keyword(const char *s) {
+  static const char *const kw[] = {
+      "auto",   "break",    "case",     "char",   "const",    "continue",
+      "default", "do",      "double",   "else",   "enum",     "extern",
+      "float",  "for",      "goto",     "if",     "inline",   "int",
+      "long",   "register", "restrict", "return", "short",    "signed",
+      "sizeof", "static",   "struct",   "switch", "typedef",  "union",
+      "unsigned", "void",   "volatile", "while"};
+  for (size_t i = 0; i < sizeof(kw) / sizeof(kw[0]); i++)
+    if (strcmp(s, kw[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* The functions a method adds after "<service>_client__" (side 0) or
+ * "<service>_server__" (side 1): its C name and a suffix per kind. Fills
+ * out[] (at most 3) and returns how many. */
+static size_t method_suffixes(const method *m, int side, const char *out[3]) {
+  size_t n = 0;
+  if (side == 0) {
+    if (!m->client_streaming && !m->server_streaming) {
+      out[n++] = "";
+      return n;
+    }
+    out[n++] = "_start";
+    if (m->client_streaming)
+      out[n++] = "_write";
+    if (m->server_streaming)
+      out[n++] = "_read";
+    if (m->client_streaming && !m->server_streaming)
+      out[n++] = "_finish";
+  } else {
+    if (m->server_streaming)
+      out[n++] = "_write";
+    if (m->client_streaming)
+      out[n++] = "_read";
+  }
+  return n;
+}
+
+/* Is a1a2 the same string as b1b2? */
+static int concat_eq(const char *a1, const char *a2, const char *b1,
+                     const char *b2) {
+  size_t la = strlen(a1), lb = strlen(b1), n = la + strlen(a2);
+  if (n != lb + strlen(b2))
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((i < la ? a1[i] : a2[i - la]) != (i < lb ? b1[i] : b2[i - lb]))
+      return 0;
+  return 1;
+}
+
+/* Two methods of a service whose generated functions have the same name
+ * (Talk streaming makes talk_write; a method TalkWrite makes it too): the
+ * C would not compile, so refuse them. */
+static int check_function_names(gen *g, const FileProto *f, const service *s) {
+  for (int side = 0; side < 2; side++)
+    for (size_t i = 0; i < s->n; i++) {
+      const method *mi = &s->methods[i];
+      const char *si[3], *sj[3];
+      size_t ni = method_suffixes(mi, side, si);
+      for (size_t j = 0; j < i; j++) {
+        const method *mj = &s->methods[j];
+        size_t nj = method_suffixes(mj, side, sj);
+        for (size_t a = 0; a < ni; a++)
+          for (size_t b = 0; b < nj; b++)
+            if (concat_eq(mi->lower, si[a], mj->lower, sj[b])) {
+              fail(g,
+                   "%s: methods %s and %s of %s both generate the C "
+                   "function '%s_%s__%s%s'",
+                   f->name, mj->name, mi->name, s->full, s->lower,
+                   side ? "server" : "client", mi->lower, si[a]);
+              return -1;
+            }
+      }
+    }
+  return 0;
+}
+
+/* A message or enum of the service's package named <Service>Server has
+ * protobuf-c's C type <Package>__<Service>Server: the handler table's
+ * name. */
+static int check_type_names(gen *g, const Request *req, const FileProto *f,
+                            const ServiceProto *sp) {
+  const char *pkg = f->package ? f->package : "";
+  size_t n = strlen(sp->name);
+  for (size_t i = 0; i < req->n_proto_file; i++) {
+    const FileProto *o = req->proto_file[i];
+    if (strcmp(o->package ? o->package : "", pkg) != 0)
+      continue;
+    for (size_t k = 0; k < o->n_message_type + o->n_enum_type; k++) {
+      const char *t = k < o->n_message_type
+                          ? o->message_type[k]->name
+                          : o->enum_type[k - o->n_message_type]->name;
+      if (t && strncmp(t, sp->name, n) == 0 && strcmp(t + n, "Server") == 0) {
+        fail(g,
+             "%s: service %s's handler table would be named like %s %s in "
+             "%s; rename one of them",
+             f->name, sp->name, k < o->n_message_type ? "message" : "enum", t,
+             o->name ? o->name : "the request");
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
 static int build_service(gen *g, const Request *req, const FileProto *f,
                          const ServiceProto *sp, service *s) {
   const char *pkg = f->package ? f->package : "";
@@ -395,6 +504,16 @@ static int build_service(gen *g, const Request *req, const FileProto *f,
              s->methods[j].name, m->name, m->lower);
         return -1;
       }
+    /* A C keyword cannot be a field of the handler table; prpc_service and
+     * methods would clash with the service's tables. */
+    if (is_c_keyword(m->lower) || strcmp(m->lower, "prpc_service") == 0 ||
+        strcmp(m->lower, "methods") == 0) {
+      fail(g, "%s: method %s maps to the C name '%s', which %s", where,
+           m->name, m->lower,
+           is_c_keyword(m->lower) ? "is a C keyword"
+                                  : "piperpc uses for the service's tables");
+      return -1;
+    }
     {
       sb b = {0};
       sb_printf(&b, "/%s/%s", s->full, mp->name);
@@ -421,6 +540,9 @@ static int build_service(gen *g, const Request *req, const FileProto *f,
                   : (m->server_streaming ? "PRPC_SERVER_STREAMING"
                                          : "PRPC_UNARY");
   }
+  if (check_function_names(g, f, s) != 0 ||
+      check_type_names(g, req, f, sp) != 0)
+    return -1;
   return 0;
 }
 
@@ -1032,8 +1154,16 @@ static int generate_file(gen *g, const Request *req, const FileProto *f,
          f->package);
     rc = -1;
   }
-  for (size_t i = 0; rc == 0 && i < f->n_service; i++)
+  for (size_t i = 0; rc == 0 && i < f->n_service; i++) {
     rc = build_service(g, req, f, f->service[i], &svcs[i]);
+    /* Services whose C names collide ("FooBar" and "Foo_bar"). */
+    for (size_t j = 0; rc == 0 && j < i; j++)
+      if (strcmp(svcs[j].lower, svcs[i].lower) == 0) {
+        fail(g, "%s: services %s and %s both map to the C name '%s'",
+             f->name, svcs[j].full, svcs[i].full, svcs[i].lower);
+        rc = -1;
+      }
+  }
   if (rc == 0 && !g->oom) {
     sb_printf(h,
               "/* Generated by protoc-gen-prpc. DO NOT EDIT. */\n"

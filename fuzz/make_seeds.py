@@ -96,6 +96,12 @@ CODEGEN = [
     ("bad_cpackage", ["tests/codegen/bad", "/usr/include"], "cpackage.proto",
      None),
     ("bad_option", ["tests/codegen/proto"], "nopkg.proto", "backend=nanopb"),
+    # Valid protos whose C would not compile: refused (found by the
+    # seeds_compile test's review, kept as regression seeds).
+    ("bad_keyword", ["tests/codegen/bad"], "keyword.proto", None),
+    ("bad_suffix", ["tests/codegen/bad"], "suffix.proto", None),
+    ("bad_server_type", ["tests/codegen/bad"], "server_type.proto", None),
+    ("bad_services", ["tests/codegen/bad"], "services.proto", None),
 ]
 
 
