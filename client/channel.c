@@ -15,10 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Registered-call handles, found by the method's path: a method table
+ * need not be static (a tool may build one per call, at the same address
+ * with another path), so its address alone does not name the method. */
 typedef struct method_handle {
-  const prpc_method_desc *method;
   void *handle;
   struct method_handle *next;
+  char path[]; /* "/package.Service/Method" */
 } method_handle;
 
 struct prpc_channel {
@@ -133,16 +136,18 @@ static void cq_put(prpc_channel *ch, grpc_completion_queue *cq) {
 /* The channel's registered-call handle for a method, created on first use. */
 static void *method_get(prpc_channel *ch, const prpc_method_desc *m) {
   method_handle *h;
+  if (!m->path)
+    return NULL;
   for (h = atomic_load_explicit(&ch->handles, memory_order_acquire); h;
        h = h->next)
-    if (h->method == m)
+    if (strcmp(h->path, m->path) == 0)
       return h->handle;
   pthread_mutex_lock(&ch->mu);
   for (h = atomic_load(&ch->handles); h; h = h->next)
-    if (h->method == m)
+    if (strcmp(h->path, m->path) == 0)
       break;
-  if (!h && (h = malloc(sizeof(*h))) != NULL) {
-    h->method = m;
+  if (!h && (h = malloc(sizeof(*h) + strlen(m->path) + 1)) != NULL) {
+    strcpy(h->path, m->path);
     h->handle = grpc_channel_register_call(ch->core, m->path, NULL, NULL);
     h->next = atomic_load(&ch->handles);
     atomic_store_explicit(&ch->handles, h, memory_order_release);

@@ -476,6 +476,38 @@ static void unknown_method(void) {
   test_rmdir(dir);
 }
 
+/* One method table reused for another method (as a tool building tables
+ * at run time does): the call goes to the path it names now, not to the
+ * method first called through that address. */
+static void reused_method_desc(void) {
+  char *dir = test_tmpdir();
+  char target[320];
+  raw_msg m = {(const uint8_t *)"", 0};
+  prpc_method_desc desc = {"/helloworld.Greeter/SayHello", PRPC_UNARY,
+                           &raw_codec, NULL, NULL};
+  prpc_status st = PRPC_STATUS_INIT;
+  void *reply = NULL;
+  prpc_channel *ch;
+  snprintf(target, sizeof(target), "unix:%s/g.sock", dir);
+  prpc_server *srv = start_server(target, NULL);
+  ASSERT_EQ(prpc_channel_create(target, NULL, &ch), 0);
+  ASSERT_EQ(prpc_unary_call(ch, &desc, &m, NULL, &reply, NULL),
+            GRPC_STATUS_OK);
+  raw_free(NULL, reply, NULL);
+  desc.path = "/helloworld.Greeter/Nope";
+  ASSERT_EQ(prpc_unary_call(ch, &desc, &m, NULL, &reply, &st),
+            GRPC_STATUS_UNIMPLEMENTED);
+  ASSERT_CONTAINS(st.message, "/helloworld.Greeter/Nope");
+  prpc_status_clear(&st);
+  desc.path = "/helloworld.Greeter/SayHello";
+  ASSERT_EQ(prpc_unary_call(ch, &desc, &m, NULL, &reply, NULL),
+            GRPC_STATUS_OK);
+  raw_free(NULL, reply, NULL);
+  prpc_channel_destroy(ch);
+  prpc_server_destroy(srv);
+  test_rmdir(dir);
+}
+
 static void missing_handler(void) {
   int port = 0;
   char target[64];
@@ -685,5 +717,6 @@ TEST_MAIN(CASE(log_sink), CASE(socketpair_fds), CASE(destroy_unstarted),
           CASE(tcp), CASE(many_listeners), CASE(deadline), CASE(metadata),
           CASE(status_message), CASE(missing_socket), CASE(live_path_refused),
           CASE(stale_path_replaced), CASE(bad_paths), CASE(malformed_request),
-          CASE(unknown_method), CASE(missing_handler), CASE(oversize_message),
+          CASE(unknown_method), CASE(reused_method_desc),
+          CASE(missing_handler), CASE(oversize_message),
           CASE(graceful_shutdown))
