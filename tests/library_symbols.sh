@@ -1,0 +1,35 @@
+#!/bin/bash
+# library_symbols.sh LIBPIPERPC.SO SRC_DIR [SANITIZERS]
+# The library must not end the process or write to stdout, whatever a peer
+# sends: its dynamic symbol table may not import abort, exit, assert, raise
+# or any stdout writer, and every fprintf/fputs/fwrite/vfprintf in its
+# sources writes to stderr. Skipped (77) in sanitizer builds, whose
+# runtimes add their own imports.
+set -euo pipefail
+lib=$1 src=$2 san=${3:-}
+if [ -n "$san" ]; then
+  echo "sanitizer build ($san): skipped"
+  exit 77
+fi
+forbidden='^(abort|exit|_exit|_Exit|quick_exit|raise|__assert_fail|__assert_perror_fail|printf|vprintf|__printf_chk|__vprintf_chk|puts|putchar|putchar_unlocked|perror|psignal|stdout|_IO_stdout_)$'
+imports=$(nm -D --undefined-only "$lib" | awk '{print $2}' | sed 's/@.*//')
+[ -n "$imports" ] || { echo "no imports read from $lib" >&2; exit 1; }
+bad=$(grep -E "$forbidden" <<< "$imports" || true)
+if [ -n "$bad" ]; then
+  echo "libpiperpc imports what may end the process or write to stdout:" >&2
+  echo "$bad" >&2
+  exit 1
+fi
+# Writers that take a stream: only ever stderr in the library's sources.
+cd "$src"
+files=(runtime/*.c transport/*.c client/*.c server/*.c)
+calls=$(grep -nE '\b(v?fprintf|fputs|fputc|fwrite|putc)\s*\(' "${files[@]}" || true)
+stray=$(grep -vE '\b(v?fprintf|fputs|fputc|putc)\s*\(\s*stderr' <<< "$calls" |
+  grep -vE '\bfwrite\s*\([^;]*,\s*stderr\s*\)' | grep -v '^$' || true)
+if [ -n "$stray" ]; then
+  echo "stream writes not to stderr in the library:" >&2
+  echo "$stray" >&2
+  exit 1
+fi
+echo "$(wc -l <<< "$imports") imports checked: no abort/exit/assert/stdout;" \
+  "$(grep -c . <<< "$calls") stream writes, all to stderr"
