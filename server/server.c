@@ -225,6 +225,7 @@ struct prpc_server {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   srv_state state;
+  int drain_started; /* prpc_server_shutdown() has done its part */
   gpr_timespec stop_deadline;
   /* Handlers running (unary until its reply batch is started, streaming
    * until it ends): the queue may only be shut down when none is. */
@@ -1802,17 +1803,6 @@ int prpc_server_start(prpc_server *srv) {
         request_call(w, &srv->methods[m]);
     request_call(w, NULL);
   }
-  for (int i = 0; i < srv->opts.threads; i++) {
-    if (pthread_create(&srv->workers[i].thread, NULL, worker_main,
-                       &srv->workers[i]) != 0) {
-      /* Threads already running drain through the normal shutdown. */
-      srv->n_workers = i;
-      prpc_server_shutdown(srv);
-      prpc_server_wait(srv);
-      return prpc__fail(-EAGAIN, "cannot start worker thread %d", i);
-    }
-    srv->n_workers = i + 1;
-  }
   if (srv->n_rules > 0 && deny_start(srv) != 0)
     prpc__log(PRPC__LOG_ERROR, "cannot start the server for denied peers: "
                                "denied peers will be disconnected");
@@ -1845,6 +1835,20 @@ int prpc_server_start(prpc_server *srv) {
       srv->accept_running = 0;
       prpc__log(PRPC__LOG_ERROR, "cannot start the accept thread");
     }
+  }
+  /* Workers last: once they run, a handler may call
+   * prpc_server_shutdown(), which must find everything above in place.
+   * Calls that arrive before wait in gRPC core's queue. */
+  for (int i = 0; i < srv->opts.threads; i++) {
+    if (pthread_create(&srv->workers[i].thread, NULL, worker_main,
+                       &srv->workers[i]) != 0) {
+      /* Threads already running drain through the normal shutdown. */
+      srv->n_workers = i;
+      prpc_server_shutdown(srv);
+      prpc_server_wait(srv);
+      return prpc__fail(-EAGAIN, "cannot start worker thread %d", i);
+    }
+    srv->n_workers = i + 1;
   }
   return 0;
 }
@@ -1898,7 +1902,12 @@ void prpc_server_shutdown(prpc_server *srv) {
             srv->opts.grace_ms);
   if (write(srv->stop[1], "x", 1) < 0 && errno != EAGAIN)
     prpc__log(PRPC__LOG_ERROR, "cannot wake prpc_server_run()");
+  /* prpc_server_wait() goes on from here: the accept thread is joined (or
+   * left to it) and gRPC core is shutting down. */
+  pthread_mutex_lock(&srv->mu);
+  srv->drain_started = 1;
   pthread_cond_broadcast(&srv->cv);
+  pthread_mutex_unlock(&srv->mu);
 }
 
 int prpc_server_wait(prpc_server *srv) {
@@ -1910,7 +1919,10 @@ int prpc_server_wait(prpc_server *srv) {
     pthread_mutex_unlock(&srv->mu);
     return prpc__fail(PRPC_ESTATE, "the server was never started");
   }
-  while (srv->state == SRV_STARTED)
+  /* A shutdown from another thread (a handler, the accept thread) may
+   * still be joining the accept thread: wait until it is done. */
+  while (srv->state == SRV_STARTED ||
+         (srv->state == SRV_STOPPING && !srv->drain_started))
     pthread_cond_wait(&srv->cv, &srv->mu);
   if (srv->state == SRV_STOPPED) {
     pthread_mutex_unlock(&srv->mu);
