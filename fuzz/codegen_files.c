@@ -93,8 +93,11 @@ int main(int argc, char **argv) {
   if (prpc_gen_run(req_bytes, len, &out, &out_len) != 0)
     return 1;
   mkdir(argv[2], 0755);
-  if ((rc = write_files(out, out_len, argv[2], "protoc-gen-prpc")) != 0)
+  if ((rc = write_files(out, out_len, argv[2], "protoc-gen-prpc")) != 0) {
+    free(out);
+    free(req_bytes);
     return rc;
+  }
   /* protoc-c's plugin refuses options it does not know: drop ours. */
   req = google__protobuf__compiler__code_generator_request__unpack(NULL, len,
                                                                    req_bytes);

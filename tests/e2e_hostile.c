@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -90,6 +91,7 @@ static int serve(const char *target) {
   opts.threads = 2;
   opts.grace_ms = 2000;
   opts.max_recv_bytes = MAX_RECV;
+  prctl(PR_SET_PDEATHSIG, SIGKILL); /* the test died: so do we */
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigprocmask(SIG_BLOCK, &sigs, NULL); /* none is lost before run() */
@@ -224,7 +226,8 @@ static void put(buf *b, const void *data, size_t n) {
     b->p = realloc(b->p, b->cap);
     ASSERT(b->p != NULL);
   }
-  memcpy(b->p + b->len, data, n);
+  if (n)
+    memcpy(b->p + b->len, data, n);
   b->len += n;
 }
 
