@@ -16,6 +16,7 @@ case $mode in demo | test | bench) ;; *)
   ;;
 esac
 build=${BUILD_DIR:-build}
+src=$PWD
 jobs=${JOBS:-$(nproc)}
 
 packages=(gcc make cmake pkg-config
@@ -32,9 +33,10 @@ fi
 if [ "$mode" = test ]; then
   # Cross-language peers (Python grpcio and its stub generator), valgrind,
   # openssl for the TLS test certificates, setpriv to run a client as
-  # another user, doxygen for the API reference.
+  # another user, doxygen for the API reference, clang and its runtimes for
+  # the fuzzers (libFuzzer).
   packages+=(python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
-    valgrind openssl util-linux doxygen)
+    valgrind openssl util-linux doxygen clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -73,10 +75,44 @@ if [ "$mode" = test ]; then
   cmake --build "$build-asan" -j "$jobs" > "$build-asan.log" 2>&1 ||
     { cat "$build-asan.log"; exit 1; }
   echo "== running the tests under the sanitizers"
-  cd "$build-asan"
-  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
-  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  exec ctest -j "$jobs" --output-on-failure -E "^(valgrind|install|bench)\."
+  (
+    cd "$build-asan"
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    ctest -j "$jobs" --output-on-failure -E "^(valgrind|install|bench)\."
+  )
+
+  # ThreadSanitizer: the end-to-end, example and C-C interop tests, in
+  # processes whose threads all meet gRPC core. gRPC core is not
+  # instrumented: tests/tsan.supp explains what is suppressed and why.
+  echo "== building with -fsanitize=thread in $build-tsan"
+  tsan_targets=(e2e_greeter e2e_streams e2e_semantics e2e_health e2e_pipes
+    e2e_tls e2e_hostile greeter_server greeter_client chat_server chat_client
+    interop_server interop_client workers_master workers_worker)
+  cmake -S . -B "$build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DPRPC_WERROR=ON -DPRPC_SANITIZE=thread > /dev/null
+  cmake --build "$build-tsan" -j "$jobs" --target "${tsan_targets[@]}" \
+    > "$build-tsan.log" 2>&1 || { cat "$build-tsan.log"; exit 1; }
+  echo "== running the tests under ThreadSanitizer"
+  (
+    cd "$build-tsan"
+    export TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=0 \
+second_deadlock_stack=1 suppressions=$src/tests/tsan.supp"
+    ctest -j "$jobs" --output-on-failure \
+      -R "^(e2e_[a-z]+\.|examples\.|interop\.c_client_c_server_|tls\.)"
+  )
+
+  # The fuzzers, each for PRPC_FUZZ_SECONDS (default 20) from its seeds.
+  echo "== building the fuzzers (clang, libFuzzer) in $build-fuzz"
+  CC=clang cmake -S . -B "$build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DPRPC_WERROR=ON -DPRPC_FUZZ=ON \
+    -DPRPC_FUZZ_SECONDS="${PRPC_FUZZ_SECONDS:-20}" > /dev/null
+  cmake --build "$build-fuzz" -j "$jobs" --target prpc_fuzzers \
+    > "$build-fuzz.log" 2>&1 || { cat "$build-fuzz.log"; exit 1; }
+  echo "== running the fuzzers"
+  (cd "$build-fuzz" && ctest -L fuzz --output-on-failure)
+  cat "$build-fuzz"/fuzz/work/*/summary.txt
+  exit 0
 fi
 
 echo "== demo: greeter_server on a unix socket and on TCP 127.0.0.1"

@@ -24,4 +24,5 @@ corp=$(grep -o 'corp: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*')
 cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*')
 echo "$name: $execs executions in $secs s, corpus $corp inputs" \
   "($(ls "$seeds" | wc -l) seeds, $(ls "$work/corpus" | wc -l) new)," \
-  "coverage $cov edges; no crash, leak or failed check"
+  "coverage $cov edges; no crash, leak or failed check" |
+  tee "$work/summary.txt"
