@@ -82,13 +82,14 @@ if [ "$mode" = test ]; then
     ctest -j "$jobs" --output-on-failure -E "^(valgrind|install|bench)\."
   )
 
-  # ThreadSanitizer: the end-to-end, example and C-C interop tests, in
-  # processes whose threads all meet gRPC core. gRPC core is not
-  # instrumented: tests/tsan.supp explains what is suppressed and why.
+  # ThreadSanitizer: the end-to-end, example, C-C interop, fault and short
+  # soak tests, where our threads meet. gRPC core is not instrumented:
+  # tests/tsan.supp explains what is suppressed and why.
   echo "== building with -fsanitize=thread in $build-tsan"
   tsan_targets=(e2e_greeter e2e_streams e2e_semantics e2e_health e2e_pipes
-    e2e_tls e2e_hostile greeter_server greeter_client chat_server chat_client
-    interop_server interop_client workers_master workers_worker)
+    e2e_tls e2e_hostile e2e_reflection greeter_server greeter_client
+    chat_server chat_client interop_server interop_client workers_master
+    workers_worker e2e_fault fault_server soak)
   cmake -S . -B "$build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPRPC_WERROR=ON -DPRPC_SANITIZE=thread > /dev/null
   cmake --build "$build-tsan" -j "$jobs" --target "${tsan_targets[@]}" \
@@ -99,7 +100,7 @@ if [ "$mode" = test ]; then
     export TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=0 \
 second_deadlock_stack=1 suppressions=$src/tests/tsan.supp"
     ctest -j "$jobs" --output-on-failure \
-      -R "^(e2e_[a-z]+\.|examples\.|interop\.c_client_c_server_|tls\.)"
+      -R "^(e2e_[a-z]+\.|examples\.|interop\.c_client_c_server_|tls\.|fault\.|soak\.short$)"
   )
 
   # The fuzzers, each for PRPC_FUZZ_SECONDS (default 20) from its seeds.
