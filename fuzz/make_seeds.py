@@ -159,6 +159,13 @@ def request():
         b"\x02" + b"".join(bytes([len(m)]) + m for m in msgs))
     put("request", "client_stream_bad",
         b"\x02" + bytes([len(msgs[0])]) + msgs[0] + b"\x03\x0a\x7fx")
+    # Regressions: field number 0 with its tag in two bytes (0x80 0x00),
+    # which protobuf-c 1.4 accepts but cannot re-encode (found by
+    # fuzz_request in a client stream); and the same nested in a payload.
+    put("request", "regress_tag0_client_stream",
+        b"\x20" + b"\x00" * 7 + b"\x03\x80\x00\x00" + b"\x00" * 18)
+    put("request", "regress_tag0_nested",
+        b"\x00" + field_bytes(3, b"\x80\x00\x00"))
 
 
 # ---- fuzz_socket: HTTP/2 as a gRPC client speaks it ----
