@@ -87,11 +87,14 @@ grep -qx 'master: 4 tasks done, 0 restarts, all workers stopped' "$tmp/out" ||
 ! grep -q 'restarted' "$tmp/out" || fail "a restart without a crash"
 
 # ---- 3. the master dies: the workers go too ----
+# A fresh file: the background shell may truncate it only after the loop
+# below has first looked, which would then find run 2's "task 1".
+rm -f "$tmp/out"
 "$master" --workers 2 --tasks 100000 --worker "$worker" \
   > "$tmp/out" 2> "$tmp/err" &
 mpid=$!
 for _ in $(seq 100); do
-  grep -q '^task 1: ' "$tmp/out" && break
+  grep -q '^task 1: ' "$tmp/out" 2> /dev/null && break
   sleep 0.1
 done
 grep -q '^task 1: ' "$tmp/out" || fail "the long run did not start its tasks"
