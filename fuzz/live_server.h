@@ -155,7 +155,7 @@ static void raw_free(const void *t, void *m, const prpc_allocator *a) {
   free(m);
 }
 static const prpc_codec raw_codec = {"raw", raw_size, raw_encode, raw_decode,
-                                     raw_free, NULL, NULL};
+                                     raw_free, NULL, NULL, NULL, NULL};
 
 /* The TestService method at index i (in .proto order), sent raw. */
 static inline prpc_method_desc raw_method(size_t i) {

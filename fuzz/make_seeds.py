@@ -95,7 +95,7 @@ CODEGEN = [
     ("bad_collide", ["tests/codegen/bad"], "collide.proto", None),
     ("bad_cpackage", ["tests/codegen/bad", "/usr/include"], "cpackage.proto",
      None),
-    ("bad_option", ["tests/codegen/proto"], "nopkg.proto", "backend=nanopb"),
+    ("bad_option", ["tests/codegen/proto"], "nopkg.proto", "backend=protobuf-d"),
     # Valid protos whose C would not compile: refused (found by the
     # seeds_compile test's review, kept as regression seeds).
     ("bad_keyword", ["tests/codegen/bad"], "keyword.proto", None),

@@ -420,7 +420,7 @@ static void raw_free(const void *t, void *m, const prpc_allocator *a) {
   free(m);
 }
 static const prpc_codec raw_codec = {"raw", raw_size, raw_encode, raw_decode,
-                                     raw_free, NULL, NULL};
+                                     raw_free, NULL, NULL, NULL, NULL};
 
 static grpc_status_code raw_call(prpc_channel *ch, const char *path,
                                  const void *data, size_t len,
