@@ -1,7 +1,8 @@
 #!/bin/bash
 # library_symbols.sh LIBPIPERPC.SO SRC_DIR [SANITIZERS]
 # The library must not end the process or write to stdout, whatever a peer
-# sends: its dynamic symbol table may not import abort, exit, assert, raise
+# sends: its dynamic symbol table (and the nanopb codec's static library)
+# may not import abort, exit, assert, raise
 # or any stdout writer, and every fprintf/fputs/fwrite/vfprintf in its
 # sources writes to stderr. Skipped (77) in sanitizer builds, whose
 # runtimes add their own imports.
@@ -13,6 +14,11 @@ if [ -n "$san" ]; then
 fi
 forbidden='^(abort|exit|_exit|_Exit|quick_exit|raise|__assert_fail|__assert_perror_fail|printf|vprintf|__printf_chk|__vprintf_chk|puts|putchar|putchar_unlocked|perror|psignal|stdout|_IO_stdout_)$'
 imports=$(nm -D --undefined-only "$lib" | awk '{print $2}' | sed 's/@.*//')
+# The nanopb codec is a static library of its own, when built.
+nanopb=$(dirname "$lib")/libpiperpc_nanopb.a
+if [ -f "$nanopb" ]; then
+  imports+=$'\n'$(nm --undefined-only "$nanopb" | awk 'NF == 2 {print $2}')
+fi
 [ -n "$imports" ] || { echo "no imports read from $lib" >&2; exit 1; }
 bad=$(grep -E "$forbidden" <<< "$imports" || true)
 if [ -n "$bad" ]; then
