@@ -11,10 +11,13 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* gRPC core locks with absl::Mutex. Debian's abseil is built with its
  * deadlock detector on, which keeps a graph of every lock order: a good
@@ -37,13 +40,113 @@ static void absl_fast_mutexes(void) {
     set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
 }
 
+/* piperpc's own references to gRPC core: one per live channel or server. */
+static atomic_int core_refs;
+
 void prpc__core_ref(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, absl_fast_mutexes);
+  atomic_fetch_add(&core_refs, 1);
   grpc_init();
 }
 
-void prpc__core_unref(void) { grpc_shutdown(); }
+/* Why the last unref rings a doorbell before grpc_shutdown()
+ *
+ * When a TCP/unix write of gRPC core 1.51 would block (EAGAIN: a large
+ * message or a fast stream fills the socket buffer), the endpoint starts
+ * a "backup poller" (iomgr/tcp_posix.cc) so that the pending write makes
+ * progress even if the application polls no completion queue. It is a
+ * closure on gRPC's default executor thread that loops on
+ * grpc_pollset_work() over a private pollset, each round with a 10 s
+ * deadline, and stops after the round in which the last pending write
+ * finished. With the epoll1 engine all pollsets share one epoll set and
+ * one thread at a time is the "designated poller" in epoll_wait(); when
+ * that thread leaves, it hands the role to another waiting worker. So at
+ * teardown, once our own threads stop polling, the backup poller is handed
+ * the role and sits in epoll_wait() with up to 10 s left and no event to
+ * come: every connection is already closed. grpc_shutdown() then joins the
+ * executor threads (grpc_iomgr_shutdown -> Executor::ShutdownAll) and
+ * waits those 10 s. Nothing in gRPC 1.51 kicks that poller; the C API
+ * cannot reach its pollset, and grpc_shutdown_blocking() is the same join.
+ *
+ * What ends the round is any event in the shared epoll set. So before the
+ * last grpc_shutdown() piperpc makes one: a socketpair whose one end
+ * becomes a gRPC channel (grpc_channel_create_from_fd(), registered in
+ * that epoll set), a call on it, then shutdown() of our end. gRPC sees EOF
+ * only when some poller harvests that event: the backup poller if it is
+ * in epoll_wait() (its round ends; no write is pending any more, so it
+ * exits), else our own pluck below. The call completes (UNAVAILABLE) once
+ * the transport has seen the EOF, so by then the event has been consumed.
+ * The call's deadline (2 s) bounds the wait whatever happens. Cost: one
+ * channel and one call over a socketpair, once per last unref; a whole
+ * teardown in tests/e2e_exit.c takes 2-3 ms on average.
+ *
+ * Left open: a backup poller that starts its round while our pluck holds
+ * the poller role (a write blocked at the very moment of the last unref)
+ * is handed the role after us and can still wait out its 10 s. Only
+ * closing connections with writes still pending gets there.
+ *
+ * tests/e2e_exit.c (teardown_is_quick) checks it: without this, 16 of 40
+ * teardowns after a stream of large messages took 10 s; with it, none of
+ * 300. */
+static void wake_pollers(void) {
+  int sv[2];
+  grpc_channel_credentials *creds;
+  grpc_channel *ch;
+  grpc_completion_queue *cq;
+  grpc_call *call;
+  grpc_op ops[4];
+  grpc_metadata_array headers, trailers;
+  grpc_status_code status;
+  grpc_slice details = grpc_empty_slice();
+  grpc_slice method = grpc_slice_from_static_string("/prpc.Shutdown/Wake");
+  gpr_timespec deadline = prpc__deadline_from_ms(2000);
+  int tag;
+
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return;
+  creds = grpc_insecure_credentials_create();
+  /* Takes sv[0]: gRPC core closes it with the channel. */
+  ch = grpc_channel_create_from_fd("prpc-shutdown-wake", sv[0], creds, NULL);
+  grpc_channel_credentials_release(creds);
+  if (!ch) {
+    close(sv[1]);
+    return;
+  }
+  cq = grpc_completion_queue_create_for_pluck(NULL);
+  call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                  method, NULL, deadline, NULL);
+  grpc_metadata_array_init(&headers);
+  grpc_metadata_array_init(&trailers);
+  memset(ops, 0, sizeof(ops));
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[2].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[2].data.recv_initial_metadata.recv_initial_metadata = &headers;
+  ops[3].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[3].data.recv_status_on_client.trailing_metadata = &trailers;
+  ops[3].data.recv_status_on_client.status = &status;
+  ops[3].data.recv_status_on_client.status_details = &details;
+  if (call && grpc_call_start_batch(call, ops, 4, &tag, NULL) == GRPC_CALL_OK) {
+    shutdown(sv[1], SHUT_RDWR); /* the doorbell */
+    grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                NULL);
+  }
+  if (call)
+    grpc_call_unref(call);
+  grpc_metadata_array_destroy(&headers);
+  grpc_metadata_array_destroy(&trailers);
+  grpc_slice_unref(details);
+  grpc_channel_destroy(ch);
+  prpc__cq_destroy(cq, 1);
+  close(sv[1]);
+}
+
+void prpc__core_unref(void) {
+  if (atomic_fetch_sub(&core_refs, 1) == 1)
+    wake_pollers();
+  grpc_shutdown();
+}
 
 size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
                             const char *authority, int compression,
