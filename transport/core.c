@@ -8,15 +8,17 @@
 
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* gRPC core locks with absl::Mutex. Debian's abseil is built with its
@@ -50,102 +52,152 @@ void prpc__core_ref(void) {
   grpc_init();
 }
 
-/* Why the last unref rings a doorbell before grpc_shutdown()
+/* Why the last unref kicks gRPC's poller while grpc_shutdown() runs
  *
  * When a TCP/unix write of gRPC core 1.51 would block (EAGAIN: a large
  * message or a fast stream fills the socket buffer), the endpoint starts
  * a "backup poller" (iomgr/tcp_posix.cc) so that the pending write makes
  * progress even if the application polls no completion queue. It is a
- * closure on gRPC's default executor thread that loops on
- * grpc_pollset_work() over a private pollset, each round with a 10 s
- * deadline, and stops after the round in which the last pending write
- * finished. With the epoll1 engine all pollsets share one epoll set and
- * one thread at a time is the "designated poller" in epoll_wait(); when
- * that thread leaves, it hands the role to another waiting worker. So at
- * teardown, once our own threads stop polling, the backup poller is handed
- * the role and sits in epoll_wait() with up to 10 s left and no event to
- * come: every connection is already closed. grpc_shutdown() then joins the
- * executor threads (grpc_iomgr_shutdown -> Executor::ShutdownAll) and
- * waits those 10 s. Nothing in gRPC 1.51 kicks that poller; the C API
- * cannot reach its pollset, and grpc_shutdown_blocking() is the same join.
+ * closure on gRPC's default executor that loops on grpc_pollset_work()
+ * over a private pollset, each round with a 10 s deadline, and stops after
+ * a round that ends with no write pending. Only an event in gRPC's epoll
+ * set (epoll1 engine: one set, one "designated poller" thread at a time)
+ * or a kick ends a round early; nothing kicks it at shutdown. Two ways it
+ * stalls grpc_shutdown() for 10 s (both seen with gdb):
+ *  - a round is in epoll_wait() on the executor thread once every
+ *    connection is closed, and grpc_shutdown() joins that thread
+ *    (grpc_iomgr_shutdown -> Executor::ShutdownAll);
+ *  - a round was still queued on the executor (connection teardown that
+ *    gRPC finishes asynchronously rescheduled it), and ShutdownAll runs
+ *    the queued closures on the thread calling grpc_shutdown(): a fresh
+ *    10 s epoll_wait() in our own thread, with no other thread left.
+ * The C API cannot reach that pollset, grpc_shutdown_blocking() is the same
+ * join, and a gRPC channel used as a doorbell just before grpc_shutdown()
+ * fixed only the first case (measured).
  *
- * What ends the round is any event in the shared epoll set. So before the
- * last grpc_shutdown() piperpc makes one: a socketpair whose one end
- * becomes a gRPC channel (grpc_channel_create_from_fd(), registered in
- * that epoll set), a call on it, then shutdown() of our end. gRPC sees EOF
- * only when some poller harvests that event: the backup poller if it is
- * in epoll_wait() (its round ends; no write is pending any more, so it
- * exits), else our own pluck below. The call completes (UNAVAILABLE) once
- * the transport has seen the EOF, so by then the event has been consumed.
- * The call's deadline (2 s) bounds the wait whatever happens. Cost: one
- * channel and one call over a socketpair, once per last unref; a whole
- * teardown in tests/e2e_exit.c takes 2-3 ms on average.
+ * So the last unref kicks the designated poller the way gRPC itself does:
+ * by writing to the global wakeup eventfd of its epoll set. piperpc finds
+ * it in /proc/self/fdinfo of the epoll descriptors (the registration whose
+ * data pointer lies inside libgrpc: &global_wakeup_fd, a static of
+ * ev_epoll1_linux.cc; connections carry heap pointers), keeps a dup of it,
+ * and while grpc_shutdown() runs a helper thread writes to it every
+ * 20 ms: each write ends the round in progress, wherever it runs. A kick
+ * when nobody polls only bumps a counter. The dup keeps the eventfd alive
+ * after gRPC closes its own descriptor, so no write ever lands on a reused
+ * descriptor number. If it is not found (another poll engine: the
+ * GRPC_POLL_STRATEGY variable; no /proc), grpc_shutdown() runs alone.
  *
- * Left open: a backup poller that starts its round while our pluck holds
- * the poller role (a write blocked at the very moment of the last unref)
- * is handed the role after us and can still wait out its 10 s. Only
- * closing connections with writes still pending gets there.
- *
- * tests/e2e_exit.c (teardown_is_quick) checks it: without this, 16 of 40
- * teardowns after a stream of large messages took 10 s; with it, none of
- * 300. */
-static void wake_pollers(void) {
-  int sv[2];
-  grpc_channel_credentials *creds;
-  grpc_channel *ch;
-  grpc_completion_queue *cq;
-  grpc_call *call;
-  grpc_op ops[4];
-  grpc_metadata_array headers, trailers;
-  grpc_status_code status;
-  grpc_slice details = grpc_empty_slice();
-  grpc_slice method = grpc_slice_from_static_string("/prpc.Shutdown/Wake");
-  gpr_timespec deadline = prpc__deadline_from_ms(2000);
-  int tag;
+ * tests/e2e_exit.c (teardown_is_quick) checks it. */
 
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    return;
-  creds = grpc_insecure_credentials_create();
-  /* Takes sv[0]: gRPC core closes it with the channel. */
-  ch = grpc_channel_create_from_fd("prpc-shutdown-wake", sv[0], creds, NULL);
-  grpc_channel_credentials_release(creds);
-  if (!ch) {
-    close(sv[1]);
-    return;
+/* A dup of gRPC's epoll wakeup eventfd, or -1. */
+static int grpc_wakeup_fd_dup(void) {
+  Dl_info lib, hit;
+  DIR *dir;
+  struct dirent *ent;
+  int found = -1;
+  if (!dladdr((void *)(uintptr_t)grpc_init, &lib) ||
+      !(dir = opendir("/proc/self/fd")))
+    return -1;
+  while (found < 0 && (ent = readdir(dir)) != NULL) {
+    char path[300], link[64], line[256];
+    ssize_t n;
+    FILE *f;
+    if (ent->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "/proc/self/fd/%s", ent->d_name);
+    if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
+      continue;
+    link[n] = '\0';
+    if (strcmp(link, "anon_inode:[eventpoll]") != 0)
+      continue;
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", ent->d_name);
+    if (!(f = fopen(path, "re")))
+      continue;
+    while (found < 0 && fgets(line, sizeof(line), f)) {
+      int tfd;
+      unsigned events;
+      unsigned long long data;
+      if (sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &events,
+                 &data) != 3 ||
+          !dladdr((void *)(uintptr_t)data, &hit) ||
+          hit.dli_fbase != lib.dli_fbase)
+        continue;
+      snprintf(path, sizeof(path), "/proc/self/fd/%d", tfd);
+      if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
+        continue;
+      link[n] = '\0';
+      if (strcmp(link, "anon_inode:[eventfd]") == 0)
+        found = fcntl(tfd, F_DUPFD_CLOEXEC, 0);
+    }
+    fclose(f);
   }
-  cq = grpc_completion_queue_create_for_pluck(NULL);
-  call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                  method, NULL, deadline, NULL);
-  grpc_metadata_array_init(&headers);
-  grpc_metadata_array_init(&trailers);
-  memset(ops, 0, sizeof(ops));
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[1].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[2].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[2].data.recv_initial_metadata.recv_initial_metadata = &headers;
-  ops[3].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[3].data.recv_status_on_client.trailing_metadata = &trailers;
-  ops[3].data.recv_status_on_client.status = &status;
-  ops[3].data.recv_status_on_client.status_details = &details;
-  if (call && grpc_call_start_batch(call, ops, 4, &tag, NULL) == GRPC_CALL_OK) {
-    shutdown(sv[1], SHUT_RDWR); /* the doorbell */
-    grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                NULL);
+  closedir(dir);
+  return found;
+}
+
+typedef struct kicker {
+  int fd;
+  int stop;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} kicker;
+
+static void *kick_loop(void *arg) {
+  kicker *k = arg;
+  uint64_t one = 1;
+  struct timespec at;
+  pthread_mutex_lock(&k->mu);
+  while (!k->stop) {
+    if (write(k->fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+      break;
+    clock_gettime(CLOCK_MONOTONIC, &at);
+    at.tv_nsec += 20 * 1000000L;
+    if (at.tv_nsec >= 1000000000L) {
+      at.tv_sec++;
+      at.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&k->cv, &k->mu, &at);
   }
-  if (call)
-    grpc_call_unref(call);
-  grpc_metadata_array_destroy(&headers);
-  grpc_metadata_array_destroy(&trailers);
-  grpc_slice_unref(details);
-  grpc_channel_destroy(ch);
-  prpc__cq_destroy(cq, 1);
-  close(sv[1]);
+  pthread_mutex_unlock(&k->mu);
+  return NULL;
+}
+
+/* grpc_shutdown() with gRPC's poller kicked every 20 ms meanwhile. */
+static void shutdown_kicked(void) {
+  kicker k;
+  pthread_condattr_t attr;
+  pthread_t th;
+  int started = 0;
+  k.fd = grpc_wakeup_fd_dup();
+  k.stop = 0;
+  if (k.fd >= 0) {
+    pthread_mutex_init(&k.mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&k.cv, &attr);
+    pthread_condattr_destroy(&attr);
+    started = pthread_create(&th, NULL, kick_loop, &k) == 0;
+  }
+  grpc_shutdown();
+  if (started) {
+    pthread_mutex_lock(&k.mu);
+    k.stop = 1;
+    pthread_cond_signal(&k.cv);
+    pthread_mutex_unlock(&k.mu);
+    pthread_join(th, NULL);
+  }
+  if (k.fd >= 0) {
+    pthread_cond_destroy(&k.cv);
+    pthread_mutex_destroy(&k.mu);
+    close(k.fd);
+  }
 }
 
 void prpc__core_unref(void) {
   if (atomic_fetch_sub(&core_refs, 1) == 1)
-    wake_pollers();
-  grpc_shutdown();
+    shutdown_kicked();
+  else
+    grpc_shutdown();
 }
 
 size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
