@@ -18,7 +18,7 @@
 #include "test.h"
 #include "testutil.h"
 
-#define MSGS 48
+#define MSGS 16
 #define BLOB (64 * 1024)
 #define BOUND_MS 3000.0 /* far above a normal teardown, far below 10 s */
 
@@ -96,7 +96,7 @@ static double cycle(void) {
 static void teardown_is_quick(void) {
   const char *env = getenv("PRPC_TEST_CYCLES");
   const char *keep = getenv("PRPC_TEST_KEEP_GOING");
-  int cycles = env ? atoi(env) : 40;
+  int cycles = env ? atoi(env) : 60;
   int stalled = 0, ran = 0;
   double worst = 0, total = 0;
   for (size_t i = 0; i < sizeof(blob); i++)
