@@ -16,6 +16,7 @@
 
 #include "fuzz.h"
 #include "grpc/testing/test.prpc.h"
+#include "../tests/raw_codec.h"
 
 /* Requests that reached a handler, and stream messages a handler read. */
 static atomic_long live_handled, live_stream_msgs;
@@ -129,33 +130,6 @@ static const char *live_start(void) {
   return live_target;
 }
 
-/* A codec whose "message" is raw bytes: lets a client put any bytes on the
- * wire as a request. Replies "decode" to a 1-byte placeholder. */
-typedef struct raw_msg {
-  const uint8_t *data;
-  size_t len;
-} raw_msg;
-static size_t raw_size(const void *t, const void *m) {
-  (void)t;
-  return ((const raw_msg *)m)->len;
-}
-static size_t raw_encode(const void *t, const void *m, uint8_t *out) {
-  (void)t;
-  if (((const raw_msg *)m)->len)
-    memcpy(out, ((const raw_msg *)m)->data, ((const raw_msg *)m)->len);
-  return ((const raw_msg *)m)->len;
-}
-static void *raw_decode(const void *t, const uint8_t *d, size_t n,
-                        const prpc_allocator *a) {
-  (void)t, (void)d, (void)n, (void)a;
-  return malloc(1);
-}
-static void raw_free(const void *t, void *m, const prpc_allocator *a) {
-  (void)t, (void)a;
-  free(m);
-}
-static const prpc_codec raw_codec = {"raw", raw_size, raw_encode, raw_decode,
-                                     raw_free, NULL, NULL, NULL, NULL};
 
 /* The TestService method at index i (in .proto order), sent raw. */
 static inline prpc_method_desc raw_method(size_t i) {

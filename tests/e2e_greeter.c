@@ -14,6 +14,7 @@
 #include "helloworld.prpc.h"
 #include "test.h"
 #include "testutil.h"
+#include "raw_codec.h"
 
 /* ---- the server under test ---- */
 
@@ -392,36 +393,6 @@ static void bad_paths(void) {
   test_rmdir(dir);
 }
 
-/* A codec that sends its "message" as raw bytes: lets the client put bytes
- * on the wire that are not a valid HelloRequest. */
-typedef struct raw_msg {
-  const uint8_t *data;
-  size_t len;
-} raw_msg;
-static size_t raw_size(const void *t, const void *m) {
-  (void)t;
-  return ((const raw_msg *)m)->len;
-}
-static size_t raw_encode(const void *t, const void *m, uint8_t *out) {
-  (void)t;
-  memcpy(out, ((const raw_msg *)m)->data, ((const raw_msg *)m)->len);
-  return ((const raw_msg *)m)->len;
-}
-static void *raw_decode(const void *t, const uint8_t *d, size_t n,
-                        const prpc_allocator *a) {
-  (void)t;
-  (void)d;
-  (void)n;
-  (void)a;
-  return malloc(1);
-}
-static void raw_free(const void *t, void *m, const prpc_allocator *a) {
-  (void)t;
-  (void)a;
-  free(m);
-}
-static const prpc_codec raw_codec = {"raw", raw_size, raw_encode, raw_decode,
-                                     raw_free, NULL, NULL, NULL, NULL};
 
 static void malformed_request(void) {
   int port = 0;

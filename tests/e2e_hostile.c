@@ -26,6 +26,7 @@
 #include "grpc/testing/test.prpc.h"
 #include "test.h"
 #include "testutil.h"
+#include "raw_codec.h"
 
 extern char **environ;
 
@@ -395,32 +396,7 @@ static void broken_http2(void) {
   free(b.p);
 }
 
-/* ---- through the real client ---- */
-
-typedef struct raw_msg {
-  const uint8_t *data;
-  size_t len;
-} raw_msg;
-static size_t raw_size(const void *t, const void *m) {
-  (void)t;
-  return ((const raw_msg *)m)->len;
-}
-static size_t raw_encode(const void *t, const void *m, uint8_t *out) {
-  (void)t;
-  memcpy(out, ((const raw_msg *)m)->data, ((const raw_msg *)m)->len);
-  return ((const raw_msg *)m)->len;
-}
-static void *raw_decode(const void *t, const uint8_t *d, size_t n,
-                        const prpc_allocator *a) {
-  (void)t, (void)d, (void)n, (void)a;
-  return malloc(1);
-}
-static void raw_free(const void *t, void *m, const prpc_allocator *a) {
-  (void)t, (void)a;
-  free(m);
-}
-static const prpc_codec raw_codec = {"raw", raw_size, raw_encode, raw_decode,
-                                     raw_free, NULL, NULL, NULL, NULL};
+/* ---- through the real client (raw_codec.h) ---- */
 
 static grpc_status_code raw_call(prpc_channel *ch, const char *path,
                                  const void *data, size_t len,

@@ -17,6 +17,7 @@
 #include "nopkg.prpc.h"
 #include "test.h"
 #include "testutil.h"
+#include "raw_codec.h"
 
 /* ---- counting allocations ----
  * malloc, calloc, realloc, strdup and strndup are interposed (a build with
@@ -670,48 +671,6 @@ static void errors(void) {
 
 /* ---- raw bytes on the wire, to send what a nanopb client cannot ---- */
 
-typedef struct raw_msg {
-  const uint8_t *data;
-  size_t len;
-} raw_msg;
-
-static size_t raw_size(const void *t, const void *m) {
-  (void)t;
-  return ((const raw_msg *)m)->len;
-}
-static size_t raw_encode(const void *t, const void *m, uint8_t *out) {
-  (void)t;
-  memcpy(out, ((const raw_msg *)m)->data, ((const raw_msg *)m)->len);
-  return ((const raw_msg *)m)->len;
-}
-static void *raw_decode(const void *t, const uint8_t *d, size_t n,
-                        const prpc_allocator *a) {
-  raw_msg *m = a ? a->alloc(a->data, sizeof(*m) + n + 1)
-                 : malloc(sizeof(*m) + n + 1);
-  (void)t;
-  if (!m)
-    return NULL;
-  memcpy((uint8_t *)(m + 1), d, n);
-  m->data = (const uint8_t *)(m + 1);
-  m->len = n;
-  return m;
-}
-static void raw_free(const void *t, void *m, const prpc_allocator *a) {
-  (void)t;
-  if (!a)
-    free(m);
-}
-static size_t raw_struct_size(const void *t) {
-  (void)t;
-  return sizeof(raw_msg);
-}
-static void raw_init(const void *t, void *m) {
-  (void)t;
-  memset(m, 0, sizeof(raw_msg));
-}
-static const prpc_codec raw_codec = {
-    "raw", raw_size, raw_encode, raw_decode, raw_free, raw_struct_size,
-    raw_init, NULL, NULL};
 static const prpc_method_desc raw_unary = {
     "/test.multi.v1.Streamer/Unary", PRPC_UNARY, &raw_codec, NULL, NULL};
 static const prpc_method_desc raw_echo = {
