@@ -492,7 +492,7 @@ static int encode_requests(session *s, const pool_sym *in, const char *text,
     json_error_t je;
     json_t *j = json_loadb(text + off, len - off,
                            JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
-                               JSON_REJECT_DUPLICATES,
+                               JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES,
                            &je);
     if (!j)
       return die(EXIT_INPUT, "request %zu: bad JSON: %s (line %d, column %d)",
@@ -585,7 +585,7 @@ static void *feed(void *p) {
       json_error_t je;
       json_t *j = json_loadb((const char *)text.data + off, text.len - off,
                              JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
-                                 JSON_REJECT_DUPLICATES,
+                                 JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES,
                              &je);
       if (!j) {
         if (!eof && json_error_code(&je) == json_error_premature_end_of_input)
