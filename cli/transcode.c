@@ -1213,7 +1213,12 @@ static json_t *dec_struct(tc *c, const uint8_t *data, size_t len) {
       if (rc != 0 || !key) fail(c, "malformed google.protobuf.Struct");
       return NULL;
     }
-    json_object_set_new(obj, key, v);
+    if (json_object_set_new(obj, key, v) != 0) {
+      free(key);
+      json_decref(obj);
+      fail(c, "a google.protobuf.Struct key is not valid UTF-8");
+      return NULL;
+    }
     free(key);
   }
   if (rc < 0) {
@@ -1277,12 +1282,20 @@ static json_t *dec_struct_value_in(tc *c, const uint8_t *data, size_t len) {
     memcpy(&d, &last.v, 8);
     return float_json(d, 0);
   }
-  case 3:
+  case 3: {
+    json_t *s;
     if (last.wt != WT_LEN) break;
-    return json_stringn((const char *)last.data, last.len);
+    s = json_stringn((const char *)last.data, last.len);
+    if (!s) fail(c, "the string is not valid UTF-8");
+    return s;
+  }
   case 4: return json_boolean(last.v != 0);
-  case 5: return last.wt == WT_LEN ? dec_struct(c, last.data, last.len) : NULL;
-  case 6: return last.wt == WT_LEN ? dec_list(c, last.data, last.len) : NULL;
+  case 5:
+    if (last.wt != WT_LEN) break;
+    return dec_struct(c, last.data, last.len);
+  case 6:
+    if (last.wt != WT_LEN) break;
+    return dec_list(c, last.data, last.len);
   default: return json_null(); /* no kind set */
   }
   fail(c, "malformed google.protobuf.Value");
