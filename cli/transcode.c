@@ -1372,6 +1372,7 @@ static json_t *dec_wkt(tc *c, int kind, int wtype, const uint8_t *data,
                         : NULL;
     wbuf_free(&out);
     if (rc < 0) break;
+    if (!j) fail(c, "a google.protobuf.FieldMask path is not valid UTF-8");
     return j;
   }
   case WKT_STRUCT: return dec_struct(c, data, len);
