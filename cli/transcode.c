@@ -1158,10 +1158,12 @@ static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out) {
     if (!json_is_string(v))
       return fail(c, "expected a field mask string (\"a.b,c\"), got %s",
                   json_kind(v));
+    /* By length: a NUL inside a path is kept, not an end. */
     const char *p = json_string_value(v);
-    while (*p) {
+    const char *end = p + json_string_length(v);
+    while (p < end) {
       wbuf path = {0};
-      for (; *p && *p != ','; p++) {
+      for (; p < end && *p != ','; p++) {
         char ch = *p;
         if (ch >= 'A' && ch <= 'Z') {
           wbuf_put(&path, "_", 1);
@@ -1171,7 +1173,7 @@ static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out) {
       }
       wbuf_bytes(out, 1, path.data, path.len);
       wbuf_free(&path);
-      if (*p == ',') p++;
+      if (p < end) p++; /* the comma */
     }
     return 0;
   }
