@@ -914,10 +914,11 @@ static void put_fraction(char *buf, size_t size, int32_t nanos) {
 
 static int parse_timestamp(tc *c, const char *s, int64_t *secs,
                            int32_t *nanos) {
+  /* "YYYY-MM-DDThh:mm:ss" and at least a "Z": read nothing past the end. */
+  if (strlen(s) < 20) goto bad;
   int64_t Y = digits(s, 4), M = digits(s + 5, 2), D = digits(s + 8, 2);
-  int64_t h = strlen(s) >= 19 ? digits(s + 11, 2) : -1;
-  int64_t mi = h >= 0 ? digits(s + 14, 2) : -1;
-  int64_t sec = h >= 0 ? digits(s + 17, 2) : -1;
+  int64_t h = digits(s + 11, 2), mi = digits(s + 14, 2);
+  int64_t sec = digits(s + 17, 2);
   if (Y < 1 || M < 1 || M > 12 || D < 1 || D > 31 || h < 0 || h > 23 ||
       mi < 0 || mi > 59 || sec < 0 || sec > 59 || s[4] != '-' ||
       s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
@@ -928,7 +929,7 @@ static int parse_timestamp(tc *c, const char *s, int64_t *secs,
   int64_t offset = 0;
   if (*p == 'Z' || *p == 'z') {
     p++;
-  } else if (*p == '+' || *p == '-') {
+  } else if ((*p == '+' || *p == '-') && strlen(p) == 6) {
     int64_t oh = digits(p + 1, 2), om = p[3] == ':' ? digits(p + 4, 2) : -1;
     if (oh < 0 || oh > 23 || om < 0 || om > 59) goto bad;
     offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
@@ -1142,6 +1143,9 @@ static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out) {
       return fail(c, "expected a %s string, got %s",
                   kind == WKT_TIMESTAMP ? "timestamp" : "duration",
                   json_kind(v));
+    if (strlen(json_string_value(v)) != json_string_length(v))
+      return fail(c, "a NUL character in a %s",
+                  kind == WKT_TIMESTAMP ? "timestamp" : "duration");
     if ((kind == WKT_TIMESTAMP ? parse_timestamp : parse_duration)(
             c, json_string_value(v), &secs, &nanos) != 0)
       return -1;
