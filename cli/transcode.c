@@ -1162,7 +1162,8 @@ static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out) {
     if (!json_is_string(v))
       return fail(c, "expected a field mask string (\"a.b,c\"), got %s",
                   json_kind(v));
-    /* By length: a NUL inside a path is kept, not an end. */
+    /* Paths split at commas, by length: a NUL inside a path is kept, not
+     * an end. "" is no path; an empty path ("a,,b", "a,") is refused. */
     const char *p = json_string_value(v);
     const char *end = p + json_string_length(v);
     while (p < end) {
@@ -1174,6 +1175,11 @@ static int enc_wkt(tc *c, int kind, int wtype, const json_t *v, wbuf *out) {
           ch = (char)(ch - 'A' + 'a');
         }
         wbuf_put(&path, &ch, 1);
+      }
+      if (path.len == 0 || (p < end && p + 1 == end)) {
+        wbuf_free(&path);
+        return fail(c, "an empty path in field mask \"%s\"",
+                    json_string_value(v));
       }
       wbuf_bytes(out, 1, path.data, path.len);
       wbuf_free(&path);
@@ -1363,6 +1369,11 @@ static json_t *dec_wkt(tc *c, int kind, int wtype, const uint8_t *data,
     wbuf out = {0};
     while ((rc = wr_field(&r, &f)) == 1) {
       if (f.number != 1 || f.wt != WT_LEN) continue;
+      if (f.len == 0 || memchr(f.data, ',', f.len)) {
+        wbuf_free(&out);
+        fail(c, "a google.protobuf.FieldMask path is empty or has a comma");
+        return NULL;
+      }
       if (out.len) wbuf_put(&out, ",", 1);
       for (size_t i = 0; i < f.len; i++) {
         char ch = (char)f.data[i];
