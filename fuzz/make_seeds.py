@@ -234,12 +234,107 @@ def socket_seeds():
     put("socket", "http1", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
+# ---- fuzz_json: 1 byte message (bit 0: clitest.AllTypes or clitest.Wkt),
+# 2 bytes wire length (little endian), the wire message, then JSON text ----
+
+def field_fixed64(num, v):
+    return varint((num << 3) | 1) + struct.pack("<Q", v)
+
+
+def json_seed(name, wkt, wire, text):
+    put("json", name, bytes([wkt]) + struct.pack("<H", len(wire)) + wire +
+        text.encode())
+
+
+def json_seeds():
+    inner = field_bytes(1, "x") + field_varint(2, 2)
+    all_wire = (field_fixed64(1, struct.unpack("<Q", struct.pack("<d", 1.5))[0]) +
+                field_varint(3, (1 << 64) - 1) + field_varint(5, (1 << 64) - 7) +
+                field_varint(8, 1) + field_bytes(9, "h\u00e9llo") +
+                field_bytes(10, inner) + field_bytes(11, b"\x00\x01\xff") +
+                field_varint(13, 2) + field_varint(16, 9) +
+                field_bytes(20, varint(1) + varint(2) + varint(300)) +
+                field_bytes(21, "a") + field_bytes(22, inner) +
+                field_bytes(30, field_bytes(1, "k") + field_varint(2, 5)) +
+                field_bytes(31, field_varint(1, 7) + field_bytes(2, inner)) +
+                field_bytes(32, field_varint(1, 1) + field_bytes(2, "yes")) +
+                field_bytes(40, "choice") +
+                field_bytes(43, field_varint(1, 1) + field_bytes(
+                    2, field_bytes(2, field_varint(1, 1)))))
+    json_seed("all_types", 0, all_wire,
+              '{"fDouble":1.5,"fFloat":"-Infinity","fInt64":"-1",'
+              '"fUint64":"18446744073709551615","fInt32":-7,'
+              '"fFixed32":4294967295,"fBool":true,"fString":"h\\u00e9llo",'
+              '"fBytes":"AAH/","fColor":"GREEN","fSint64":-6,'
+              '"rInt32":[1,-2],"rColor":["RED",2,7],"rDouble":["NaN",0.25],'
+              '"mStrInt":{"a":"5"},"mIntInner":{"-1":{"text":"n"}},'
+              '"mBoolStr":{"true":"yes"},"cInner":{"n":3},'
+              '"nested":{"level":"HIGH","children":[{"level":1}]}}')
+    json_seed("all_types_errors", 0, field_bytes(12, "x") + field_varint(9, 1),
+              '{"fInt32":1e10,"fBool":"yes","nope":1}')
+    json_seed("all_types_bad_json", 0, b"\x0a\x05ab",
+              '{"fString":"unterminated')
+    ts = field_varint(1, 1700000000) + field_varint(2, 500000000)
+    struct_msg = field_bytes(1, field_bytes(1, "a") + field_bytes(
+        2, field_bytes(6, field_bytes(1, field_fixed64(2, 0)) +
+                       field_bytes(1, field_bytes(3, "s")) +
+                       field_bytes(1, field_varint(4, 1)) +
+                       field_bytes(1, field_varint(1, 0)))))
+    any_msg = (field_bytes(1, "type.googleapis.com/clitest.Inner") +
+               field_bytes(2, inner))
+    wkt_wire = (field_bytes(1, ts) +
+                field_bytes(2, field_varint(1, (1 << 64) - 1) +
+                            field_varint(2, (1 << 64) - 5)) +
+                field_bytes(3, field_varint(1, 9)) + field_bytes(4, b"") +
+                field_bytes(9, struct_msg) + field_bytes(11, b"") +
+                field_bytes(12, field_bytes(1, "f_int32") +
+                            field_bytes(1, "nested.level")) +
+                field_bytes(13, b"") + field_bytes(14, ts) +
+                field_bytes(17, any_msg) +
+                field_bytes(18, field_bytes(1, "type.googleapis.com/"
+                                               "google.protobuf.Duration") +
+                            field_bytes(2, field_varint(1, 3))))
+    json_seed("wkt", 1, wkt_wire,
+              '{"ts":"2023-11-14T22:13:20.5Z","dur":"-1.000000005s",'
+              '"i64":"9","str":"","flag":false,"raw":"AA==","dbl":"NaN",'
+              '"u32":7,"obj":{"a":[0,"s",true,null,{"b":{}}]},'
+              '"anyValue":1.5,"list":[],"mask":"fInt32,nested.level",'
+              '"empty":{},"times":["1970-01-01T00:00:00Z"],'
+              '"values":{"k":"v"},"flt":0.1,'
+              '"any":{"@type":"type.googleapis.com/clitest.Inner","text":"x"},'
+              '"anys":[{"@type":"type.googleapis.com/google.protobuf.Duration",'
+              '"value":"3s"}]}')
+    json_seed("wkt_errors", 1, field_bytes(1, field_varint(1, 1 << 40)),
+              '{"ts":"2023-13-01T00:00:00Z","any":{"@type":"x/no.Such"}}')
+
+
+# ---- fuzz_nanopb: 1 byte message (0: test.common.Text, with bit 7 for
+# Text.blob callbacks; 1: test.multi.v1.RangeRequest; 2: Ping), then the
+# wire message ----
+
+def nanopb_seeds():
+    text = field_bytes(1, "hello") + field_bytes(2, b"\x00blob\xff")
+    put("nanopb", "text", b"\x00" + text)
+    put("nanopb", "text_callbacks", b"\x80" + text + field_bytes(2, "last"))
+    put("nanopb", "text_max", b"\x00" + field_bytes(1, "t" * 63))
+    put("nanopb", "text_too_long", b"\x80" + field_bytes(1, "t" * 64))
+    put("nanopb", "range", b"\x01" + field_varint(1, (1 << 64) - 3) +
+        field_varint(2, 10) + field_bytes(3, field_varint(1, 1)) +
+        field_varint(99, 1))
+    put("nanopb", "range_truncated", b"\x01" + field_bytes(3, b"\x08")[:-1])
+    put("nanopb", "ping", b"\x02" + field_bytes(1, "note") +
+        field_varint(100, 5) + field_bytes(101, "tag"))
+    put("nanopb", "ping_too_long", b"\x02" + field_bytes(1, "n" * 40))
+
+
 def main():
     targets()
     access()
     codegen()
     request()
     socket_seeds()
+    json_seeds()
+    nanopb_seeds()
     for d in sorted(os.listdir(OUT)):
         print("%-8s %d seeds" % (d, len(os.listdir(os.path.join(OUT, d)))))
 
