@@ -1460,6 +1460,10 @@ static int print_value(FILE *out, const json_t *v, int pretty, int depth) {
   case JSON_REAL: {
     double d = json_real_value(v);
     if (!isfinite(d)) return -1;
+    if (d == 0 && signbit(d)) { /* "-0" would read back as the integer 0 */
+      fputs("-0.0", out);
+      return 0;
+    }
     for (int prec = 1; prec <= 17; prec++) {
       snprintf(buf, sizeof(buf), "%.*g", prec, d);
       if (strtod(buf, NULL) == d) break;
