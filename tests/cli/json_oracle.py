@@ -34,6 +34,7 @@ GOOD = {
         '{"cInner":{"n":3}}', '{"cText":""}',
         '{"nested":{"level":"HIGH","children":[{"children":[{"level":1}]}]}}',
         '{"fInner":{}}', '{"fBytes":"_-8"}', '{"fColor":2}',
+        '{"fString":"a\\u0000b","rString":["\\u0000"]}',
     ],
     "clitest.Wkt": [
         '{}',
@@ -77,7 +78,9 @@ BAD = {
         '{"ts":"2020-01-01T00:00:00"}', '{"ts":1}', '{"dur":"1.5"}',
         '{"dur":"s"}', '{"i64":"x"}',
         '{"flag":"yes"}', '{"obj":[]}', '{"list":{}}', '{"mask":3}',
-        '{"ts":"10000-01-01T00:00:00Z"}',
+        '{"ts":"10000-01-01T00:00:00Z"}', '{"ts":"Z"}',
+        '{"ts":"2020-01-01T00:00:00+01"}',
+        '{"ts":"2020-01-01T00:00:00Z\\u0000"}',
         '{"any":{"@type":"type.googleapis.com/no.Such"}}',
         '{"any":{"value":"1s"}}',
         '{"any":{"@type":"type.googleapis.com/google.protobuf.Duration",'
