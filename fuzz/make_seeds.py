@@ -6,8 +6,11 @@
 Small and meaningful inputs: valid and nearly valid targets and access
 rules, the CodeGeneratorRequests protoc really sends for the project's
 protos (recorded with fuzz/dump_plugin.sh), valid requests of the
-TestService methods fuzz_request calls, and gRPC's HTTP/2 as a client
-speaks it for fuzz_socket. Deterministic: running it again gives the same
+TestService methods fuzz_request calls, gRPC's HTTP/2 as a client
+speaks it for fuzz_socket, wire messages and JSON with every field kind
+and well-known type for fuzz_json, and nanopb messages that fit or just
+overflow their static sizes for fuzz_nanopb (the regress_* files next to
+them are inputs the fuzzers found, kept by hand). Deterministic: running it again gives the same
 files. Needs protoc (protobuf-compiler) for the codegen seeds."""
 import os
 import struct
