@@ -685,6 +685,18 @@ static int dec_map_entry(tc *c, const pb_msg *entry, const wfield *w,
   return 0;
 }
 
+/* True when a scalar on the wire holds its type's default: a 32-bit
+ * integer or enum is the low 32 bits of its varint (a longer varint that
+ * truncates to 0 is still 0); an empty string or bytes has length 0. */
+static int is_zero(const pb_field *fd, const wfield *w) {
+  switch ((int)fd->type) {
+  case T_INT32: case T_UINT32: case T_SINT32: case T_ENUM:
+    return (uint32_t)w->v == 0 && w->len == 0;
+  default:
+    return w->v == 0 && w->len == 0;
+  }
+}
+
 static json_t *dec_msg_in(tc *c, const pool_sym *ms, const uint8_t *data,
                           size_t len);
 
@@ -747,7 +759,7 @@ static json_t *dec_msg_in(tc *c, const pool_sym *ms, const uint8_t *data,
       json_decref(vals[i]);
       vals[i] = j;
       seen[i] = 1;
-      dflt[i] = w.v == 0 && w.len == 0;
+      dflt[i] = is_zero(fd, &w);
     }
     pop(c, old);
   }
