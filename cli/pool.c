@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "wire.h"
+#include "wire_depth.h"
 
 static char *join(const char *prefix, const char *name) {
   size_t a = prefix && *prefix ? strlen(prefix) + 1 : 0, b = strlen(name);
@@ -68,6 +69,12 @@ int pool_has_file(const pool *p, const char *name) {
 }
 
 int pool_add_file(pool *p, const uint8_t *data, size_t len) {
+  /* protobuf-c's unpack recurses per nested message: a hostile server's
+   * descriptor could be nested deep enough to overflow the stack. */
+  if (prpc__wire_depth_check(
+          &google__protobuf__file_descriptor_proto__descriptor,
+          prpc__pbc_submessage, data, len) == PRPC__WIRE_TOO_DEEP)
+    return POOL_TOO_DEEP;
   pb_file *f = google__protobuf__file_descriptor_proto__unpack(NULL, len,
                                                                data);
   if (!f) return -1;

@@ -40,7 +40,10 @@ typedef struct pool {
 #define POOL_INIT {NULL, 0, NULL, 0, 0, NULL, NULL}
 
 /* Adds one serialized FileDescriptorProto. A file already in the pool (by
- * name) is ignored. Returns 0, or -1 when the bytes do not decode. */
+ * name) is ignored. Returns 0, -1 when the bytes do not decode, or
+ * POOL_TOO_DEEP when they nest more than PRPC_MAX_DEPTH messages deep
+ * (refused before they are decoded). */
+#define POOL_TOO_DEEP (-2)
 int pool_add_file(pool *p, const uint8_t *data, size_t len);
 /* Adds every file of a serialized FileDescriptorSet. Returns 0 or -1. */
 int pool_add_set(pool *p, const uint8_t *data, size_t len);

@@ -55,7 +55,8 @@ static void raw_init(const void *type, void *msg) {
 
 const prpc_codec raw_codec = {"raw",          raw_encoded_size, raw_encode,
                               raw_decode,     raw_codec_free,   raw_struct_size,
-                              raw_init,       NULL,             NULL};
+                              raw_init,       NULL,             NULL,
+                              NULL};
 
 void raw_free(raw_msg *m) { free(m); }
 
@@ -84,8 +85,11 @@ enum {
 };
 
 void refl_init(refl *r, prpc_channel *ch, const prpc_call_opts *opts) {
+  memset(r, 0, sizeof(*r));
   r->ch = ch;
-  r->opts = opts;
+  r->opts = *opts;
+  if (r->opts.timeout_ms <= 0)
+    r->opts.timeout_ms = REFL_TIMEOUT_MS;
   r->version = -1;
   r->v1 = raw_method("/grpc.reflection.v1.ServerReflection/"
                      "ServerReflectionInfo", PRPC_BIDI_STREAMING);
@@ -110,7 +114,13 @@ static int exchange_on(refl *r, prpc_method_desc *m, const wbuf *req,
   prpc_status st = PRPC_STATUS_INIT;
   raw_msg in = {req->data, req->len};
   *resp = NULL;
-  if (prpc_call_start(r->ch, m, NULL, r->opts, &call) != 0) {
+  if (++r->requests > REFL_MAX_REQUESTS) {
+    set_err(err, GRPC_STATUS_RESOURCE_EXHAUSTED,
+            "the server's reflection took more than " PRPC_CLI_STR(
+                REFL_MAX_REQUESTS) " requests; giving up");
+    return -1;
+  }
+  if (prpc_call_start(r->ch, m, NULL, &r->opts, &call) != 0) {
     set_err(err, GRPC_STATUS_INTERNAL, prpc_last_error());
     return -1;
   }
@@ -244,14 +254,29 @@ static int load_files(refl *r, pool *p, int what, const char *name,
       found = 1;
       wreader fr = {f.data, f.data + f.len};
       wfield fd;
-      while (rc == 0 && wr_field(&fr, &fd) == 1)
-        if (fd.number == 1 && fd.wt == WT_LEN &&
-            pool_add_file(p, fd.data, fd.len) != 0) {
+      while (rc == 0 && wr_field(&fr, &fd) == 1) {
+        if (fd.number != 1 || fd.wt != WT_LEN)
+          continue;
+        if (++r->files > REFL_MAX_FILES ||
+            (r->bytes += fd.len) > REFL_MAX_BYTES) {
+          set_err(err, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "the server's reflection sent more than "
+                  PRPC_CLI_STR(REFL_MAX_FILES) " files or 32 MiB of "
+                  "descriptors; giving up");
+          rc = -1;
+          break;
+        }
+        int added = pool_add_file(p, fd.data, fd.len);
+        if (added != 0) {
           set_err(err, GRPC_STATUS_INTERNAL,
-                  "the server sent a FileDescriptorProto that does not "
-                  "decode");
+                  added == POOL_TOO_DEEP
+                      ? "the server sent a FileDescriptorProto that nests "
+                        "more than 100 messages deep"
+                      : "the server sent a FileDescriptorProto that does not "
+                        "decode");
           rc = -1;
         }
+      }
     }
   }
   raw_free(resp);

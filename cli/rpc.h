@@ -27,13 +27,25 @@ typedef struct rpc_error {
   char message[512];
 } rpc_error;
 
+/* What a reflection server may make prpc do, at most: requests sent, files
+ * loaded and their bytes (a hostile server can answer every file with one
+ * that imports another), and how long each request may take when the user
+ * gave no deadline. */
+#define REFL_MAX_REQUESTS 1000
+#define REFL_MAX_FILES 1000
+#define REFL_MAX_BYTES (32u << 20)
+#define REFL_TIMEOUT_MS 5000
+#define PRPC_CLI_STR2(x) #x
+#define PRPC_CLI_STR(x) PRPC_CLI_STR2(x)
+
 /* A reflection client over a channel. Tries grpc.reflection.v1 first and
  * falls back to v1alpha when the server answers UNIMPLEMENTED. */
 typedef struct refl {
   prpc_channel *ch;
-  const prpc_call_opts *opts;
-  int version; /* -1: not yet known; 1: v1; 0: v1alpha */
+  prpc_call_opts opts; /* the caller's, with a deadline always */
+  int version;         /* -1: not yet known; 1: v1; 0: v1alpha */
   prpc_method_desc *v1, *v1alpha;
+  size_t requests, files, bytes; /* so far, against the limits above */
 } refl;
 
 void refl_init(refl *r, prpc_channel *ch, const prpc_call_opts *opts);

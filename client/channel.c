@@ -274,13 +274,14 @@ static const char *reply_decode(const prpc_method_desc *m,
   if (!d->into_mode) {
     if (!d->out)
       return NULL;
-    *d->out = prpc__decode(m->codec, m->output, bb, NULL);
-    return *d->out ? NULL : "the reply message does not decode";
+    if ((*d->out = prpc__decode(m->codec, m->output, bb, NULL, &err)))
+      return NULL;
+  } else {
+    if (!d->into)
+      return NULL;
+    if (!(err = prpc__decode_into(m->codec, m->output, bb, d->into, NULL)))
+      return NULL;
   }
-  if (!d->into)
-    return NULL;
-  if (!(err = prpc__decode_into(m->codec, m->output, bb, d->into, NULL)))
-    return NULL;
   snprintf(buf, n, "the reply message does not decode: %s", err);
   return buf;
 }
@@ -592,9 +593,7 @@ static int call_read(prpc_call *c, const reply_dest *dest) {
     grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, err, NULL);
     c->read_ended = 1;
     return prpc__fail(PRPC_EMSG, "a message from the server does not decode%s",
-                      dest->into_mode ? errbuf + strlen("the reply message "
-                                                        "does not decode")
-                                      : "");
+                      errbuf + strlen("the reply message does not decode"));
   }
   return 1;
 }

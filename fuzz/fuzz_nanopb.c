@@ -3,7 +3,10 @@
  * nanopb build of the test protos (tests/codegen/proto, sizes in the
  * .options files): test.common.Text (a string of max_size 64 and bytes in
  * a pb_callback_t), test.multi.v1.RangeRequest (a submessage) and the
- * proto2 Ping (max_size 32, extension ranges). The first byte picks the
+ * proto2 Ping (max_size 32, extension ranges), and test.tree.Node, which
+ * contains itself through pointer fields (nanopb allocates them; a
+ * message nested deeper than PRPC_MAX_DEPTH is refused before pb_decode()
+ * recurses: the seeds hold one 100,000 deep). The first byte picks the
  * message and whether Text.blob gets decode/encode callbacks; the rest is
  * the wire message.
  *
@@ -21,11 +24,13 @@
 #include "fuzz.h"
 #include "multi.pb.h"
 #include "nopkg.pb.h"
+#include "tree.pb.h"
 
 static const prpc_nanopb_type TYPES[] = {
     {test_common_Text_fields, sizeof(test_common_Text)},
     {test_multi_v1_RangeRequest_fields, sizeof(test_multi_v1_RangeRequest)},
     {Ping_fields, sizeof(Ping)},
+    {test_tree_Node_fields, sizeof(test_tree_Node)},
 };
 #define N_TYPES (sizeof(TYPES) / sizeof(TYPES[0]))
 

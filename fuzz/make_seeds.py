@@ -9,8 +9,10 @@ protos (recorded with fuzz/dump_plugin.sh), valid requests of the
 TestService methods fuzz_request calls, gRPC's HTTP/2 as a client
 speaks it for fuzz_socket, wire messages and JSON with every field kind
 and well-known type for fuzz_json, and nanopb messages that fit or just
-overflow their static sizes for fuzz_nanopb (the regress_* files next to
-them are inputs the fuzzers found, kept by hand). Deterministic: running it again gives the same
+overflow their static sizes for fuzz_nanopb, and messages of a type
+that contains itself, nested up to the depth limit and 100,000 deep, for
+fuzz_tree and fuzz_nanopb (the regress_* files next to them are inputs
+the fuzzers found, kept by hand). Deterministic: running it again gives the same
 files. Needs protoc (protobuf-compiler) for the codegen seeds."""
 import os
 import struct
@@ -330,6 +332,42 @@ def nanopb_seeds():
     put("nanopb", "ping_too_long", b"\x02" + field_bytes(1, "n" * 40))
 
 
+# ---- recursive messages (tests/proto/tree.proto: Node.child is field 2,
+# Node.children field 3): at the depth limit, one past it, and 100,000
+# deep, which overflowed the decoders' stacks before they were bounded.
+
+def deep_node(levels, num=2, name=b""):
+    msg = field_bytes(1, name) if name else b""
+    for _ in range(levels):
+        msg = field_bytes(num, msg)
+    return msg
+
+
+def tree_seeds():
+    put("tree", "leaf", field_bytes(1, "leaf"))
+    put("tree", "small", field_bytes(1, "root") +
+        field_bytes(2, field_bytes(1, "a")) +
+        field_bytes(3, field_bytes(1, "b")) + field_bytes(3, b""))
+    put("tree", "depth_100", deep_node(100, 2, b"bottom"))
+    put("tree", "depth_101", deep_node(101, 2))
+    put("tree", "children_101", deep_node(101, 3))
+    put("tree", "deep_100000", deep_node(100000))
+    put("nanopb", "tree_depth_100", b"\x03" + deep_node(100, 2, b"bottom"))
+    put("nanopb", "tree_children_101", b"\x03" + deep_node(101, 3))
+    put("nanopb", "tree_deep_100000", b"\x03" + deep_node(100000))
+    # fuzz_json: a google.protobuf.Value (clitest.Wkt.any_value, field 10)
+    # whose list_value (6) holds a Value in its values (1), as deep as the
+    # seed format's 64 KiB wire part allows, and JSON nested 100,000 deep.
+    value = b""
+    while True:
+        deeper = field_bytes(6, field_bytes(1, value))
+        if len(field_bytes(10, deeper)) > 65535:
+            break
+        value = deeper
+    json_seed("wkt_deep_value", 1, field_bytes(10, value),
+              '{"anyValue":' + "[" * 100000 + "]" * 100000 + "}")
+
+
 def main():
     targets()
     access()
@@ -338,6 +376,7 @@ def main():
     socket_seeds()
     json_seeds()
     nanopb_seeds()
+    tree_seeds()
     for d in sorted(os.listdir(OUT)):
         print("%-8s %d seeds" % (d, len(os.listdir(os.path.join(OUT, d)))))
 

@@ -2,8 +2,12 @@
  * into storage the caller provides; nothing here allocates. */
 #include <piperpc/nanopb.h>
 
+#include "wire_depth.h"
+
+#include <pb_common.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
+#include <stdint.h>
 #include <string.h>
 
 static const pb_msgdesc_t *fields_of(const void *type) {
@@ -66,10 +70,17 @@ static int is_overflow(const char *err) {
   return 0;
 }
 
+static const void *npb_submessage(const void *type, uint32_t number);
+
 static const char *npb_decode_into(const void *type, const uint8_t *data,
                                    size_t len, void *msg) {
   pb_istream_t is = pb_istream_from_buffer(data, len);
   const char *err;
+  /* pb_decode() recurses into sub-messages (pointer fields can make a type
+   * recursive): refuse a message nested deeper than PRPC_MAX_DEPTH. */
+  if (prpc__wire_depth_check(type, npb_submessage, data, len) ==
+      PRPC__WIRE_TOO_DEEP)
+    return "it nests more than 100 messages deep";
   if (pb_decode(&is, fields_of(type), msg))
     return NULL;
   /* pb_decode() has released what it allocated (FT_POINTER fields). */
@@ -84,7 +95,39 @@ static void npb_release(const void *type, void *msg) {
   pb_release(fields_of(type), msg);
 }
 
+/* A sub-message field's type, for the runtime's depth check: nanopb keeps
+ * a pb_msgdesc_t for message fields that it decodes itself (static and
+ * pointer ones); callback fields are the application's to decode. The
+ * runtime's types are prpc_nanopb_type, nanopb's are pb_msgdesc_t, so the
+ * walk below the top level runs on nanopb's own descriptors, told apart by
+ * a tag the top level never has. */
+static const void *npb_sub_desc(const pb_msgdesc_t *desc, uint32_t number) {
+  pb_field_iter_t it;
+  if (!pb_field_iter_begin_const(&it, desc, NULL) ||
+      !pb_field_iter_find(&it, number))
+    return NULL;
+  if ((PB_LTYPE(it.type) == PB_LTYPE_SUBMESSAGE ||
+       PB_LTYPE(it.type) == PB_LTYPE_SUBMSG_W_CB) &&
+      PB_ATYPE(it.type) != PB_ATYPE_CALLBACK)
+    return it.submsg_desc;
+  return NULL;
+}
+
+static const void *npb_submessage(const void *type, uint32_t number) {
+  const prpc_nanopb_type *t = type;
+  /* Only the top level is a prpc_nanopb_type: wrap nothing, return
+   * nanopb's descriptor marked with the low bit (descriptors are
+   * aligned), and unmark it below. */
+  const pb_msgdesc_t *desc =
+      ((uintptr_t)type & 1u)
+          ? (const pb_msgdesc_t *)((uintptr_t)type & ~(uintptr_t)1u)
+          : t->fields;
+  const void *sub = npb_sub_desc(desc, number);
+  return sub ? (const void *)((uintptr_t)sub | 1u) : NULL;
+}
+
 const prpc_codec prpc_codec_nanopb = {
     "nanopb",        npb_encoded_size, npb_encode,      NULL, NULL,
     npb_struct_size, npb_init,         npb_decode_into, npb_release,
+    npb_submessage,
 };

@@ -1,5 +1,6 @@
 /* The protobuf-c message codec. */
 #include "internal.h"
+#include "wire_depth.h"
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -51,8 +52,19 @@ static int pbc_field_numbers_ok(const ProtobufCMessage *m) {
   return 1;
 }
 
+const void *prpc__pbc_submessage(const void *type, uint32_t number) {
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+      (const ProtobufCMessageDescriptor *)type, (unsigned)number);
+  return f && f->type == PROTOBUF_C_TYPE_MESSAGE ? f->descriptor : NULL;
+}
+
 static void *pbc_decode(const void *type, const uint8_t *data, size_t len,
                         const prpc_allocator *alloc) {
+  /* protobuf_c_message_unpack() recurses into sub-messages without a
+   * limit: refuse a message that nests deeper than PRPC_MAX_DEPTH first. */
+  if (prpc__wire_depth_check(type, prpc__pbc_submessage, data, len) ==
+      PRPC__WIRE_TOO_DEEP)
+    return NULL;
   ProtobufCMessage *m = protobuf_c_message_unpack(
       (const ProtobufCMessageDescriptor *)type, (ProtobufCAllocator *)alloc,
       len, data);
@@ -83,4 +95,5 @@ const prpc_codec prpc_codec_protobuf_c = {
     "protobuf-c", pbc_encoded_size, pbc_encode, pbc_decode,
     pbc_free,     pbc_struct_size,  pbc_init,
     NULL,         NULL, /* decodes into new messages only */
+    prpc__pbc_submessage,
 };

@@ -13,6 +13,8 @@
 
 #define PRPC__UNUSED(x) ((void)(x))
 
+#define PRPC__STR2(x) #x
+#define PRPC__STR(x) PRPC__STR2(x)
 /* ThreadSanitizer does not see the synchronization inside gRPC core, which
  * is not instrumented: a tag handed to grpc_call_start_batch() or
  * grpc_server_request_*() on one thread and returned by the completion
@@ -199,10 +201,14 @@ int64_t prpc__ms_until(gpr_timespec deadline); /* -1 for infinite */
  * grpc_byte_buffer_destroy). Returns NULL on failure. */
 grpc_byte_buffer *prpc__encode(const prpc_codec *codec, const void *type,
                                const void *msg);
-/* Decodes a received buffer; NULL if it is not a valid message. */
+/* Decodes a received buffer; NULL if it is not a valid message, with a
+ * static sentence in *why ("it nests more than 100 messages deep", ...).
+ * A message nesting deeper than PRPC_MAX_DEPTH is never decoded. */
 void *prpc__decode(const prpc_codec *codec, const void *type,
-                   grpc_byte_buffer *bb, const prpc_allocator *alloc);
-/* Decodes bb into msg (caller storage) with codec->decode_into. A message
+                   grpc_byte_buffer *bb, const prpc_allocator *alloc,
+                   const char **why);
+/* Decodes bb into msg (caller storage) with codec->decode_into (after the
+ * depth check, as prpc__decode()). A message
  * that came in several slices is joined in memory from scratch (NULL: on the
  * stack up to 1 KiB, else gRPC's reader). Returns NULL, or a static sentence
  * saying why it did not decode. */

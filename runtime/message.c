@@ -1,6 +1,7 @@
 /* Messages in and out of gRPC byte buffers, without extra copies where the
  * buffer is one slice. */
 #include "internal.h"
+#include "wire_depth.h"
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
@@ -24,8 +25,33 @@ grpc_byte_buffer *prpc__encode(const prpc_codec *codec, const void *type,
   return bb;
 }
 
+/* Why a message that did not decode failed: it nests too deep (see
+ * runtime/wire_depth.c), or NULL for another reason. */
+static const char *too_deep(const prpc_codec *codec, const void *type,
+                            const uint8_t *data, size_t len) {
+  if (codec->submessage &&
+      prpc__wire_depth_check(type, codec->submessage, data, len) ==
+          PRPC__WIRE_TOO_DEEP)
+    return "it nests more than " PRPC__STR(PRPC_MAX_DEPTH)
+           " messages deep";
+  return NULL;
+}
+
+/* The codecs refuse a message that nests too deep themselves (so that no
+ * caller of theirs can be made to overflow its stack); on a failure the
+ * walk is repeated here only to say which it was. */
+static void *decode_flat(const prpc_codec *codec, const void *type,
+                         const uint8_t *data, size_t len,
+                         const prpc_allocator *alloc, const char **why) {
+  void *msg = codec->decode(type, data, len, alloc);
+  if (!msg && !(*why = too_deep(codec, type, data, len)))
+    *why = "not a valid message of its type";
+  return msg;
+}
+
 void *prpc__decode(const prpc_codec *codec, const void *type,
-                   grpc_byte_buffer *bb, const prpc_allocator *alloc) {
+                   grpc_byte_buffer *bb, const prpc_allocator *alloc,
+                   const char **why) {
   grpc_byte_buffer_reader reader;
   grpc_slice flat;
   void *msg;
@@ -34,17 +60,25 @@ void *prpc__decode(const prpc_codec *codec, const void *type,
       bb->data.raw.compression == GRPC_COMPRESS_NONE &&
       bb->data.raw.slice_buffer.count == 1) {
     grpc_slice s = bb->data.raw.slice_buffer.slices[0];
-    return codec->decode(type, GRPC_SLICE_START_PTR(s),
-                         GRPC_SLICE_LENGTH(s), alloc);
+    return decode_flat(codec, type, GRPC_SLICE_START_PTR(s),
+                       GRPC_SLICE_LENGTH(s), alloc, why);
   }
-  if (!grpc_byte_buffer_reader_init(&reader, bb))
-    return NULL; /* could not decompress */
+  if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+    *why = "it does not decompress";
+    return NULL;
+  }
   flat = grpc_byte_buffer_reader_readall(&reader);
   grpc_byte_buffer_reader_destroy(&reader);
-  msg = codec->decode(type, GRPC_SLICE_START_PTR(flat),
-                      GRPC_SLICE_LENGTH(flat), alloc);
+  msg = decode_flat(codec, type, GRPC_SLICE_START_PTR(flat),
+                    GRPC_SLICE_LENGTH(flat), alloc, why);
   grpc_slice_unref(flat);
   return msg;
+}
+
+static const char *decode_into_flat(const prpc_codec *codec,
+                                    const void *type, const uint8_t *data,
+                                    size_t len, void *msg) {
+  return codec->decode_into(type, data, len, msg);
 }
 
 const char *prpc__decode_into(const prpc_codec *codec, const void *type,
@@ -59,8 +93,9 @@ const char *prpc__decode_into(const prpc_codec *codec, const void *type,
     const grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
     uint8_t small[1024], *buf;
     if (sb->count == 1)
-      return codec->decode_into(type, GRPC_SLICE_START_PTR(sb->slices[0]),
-                                GRPC_SLICE_LENGTH(sb->slices[0]), msg);
+      return decode_into_flat(codec, type,
+                              GRPC_SLICE_START_PTR(sb->slices[0]),
+                              GRPC_SLICE_LENGTH(sb->slices[0]), msg);
     /* Several slices: join them in the call's memory (or on the stack)
      * rather than in a new slice. */
     buf = sb->length <= sizeof(small) ? small
@@ -73,15 +108,15 @@ const char *prpc__decode_into(const prpc_codec *codec, const void *type,
         memcpy(buf + at, GRPC_SLICE_START_PTR(sb->slices[i]), n);
         at += n;
       }
-      return codec->decode_into(type, buf, at, msg);
+      return decode_into_flat(codec, type, buf, at, msg);
     }
   }
   if (!grpc_byte_buffer_reader_init(&reader, bb))
     return "the message does not decompress";
   flat = grpc_byte_buffer_reader_readall(&reader);
   grpc_byte_buffer_reader_destroy(&reader);
-  err = codec->decode_into(type, GRPC_SLICE_START_PTR(flat),
-                           GRPC_SLICE_LENGTH(flat), msg);
+  err = decode_into_flat(codec, type, GRPC_SLICE_START_PTR(flat),
+                         GRPC_SLICE_LENGTH(flat), msg);
   grpc_slice_unref(flat);
   return err;
 }

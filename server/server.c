@@ -744,7 +744,10 @@ static grpc_status_code decode_request(slot *s, const prpc_allocator *alloc,
   if (!codec->decode_into) {
     if ((*req = prpc__decode(codec, m->input, s->payload, alloc)))
       return GRPC_STATUS_OK;
-    prpc_ctx_set_message(&s->ctx, "the request message does not decode");
+    char text[200];
+    snprintf(text, sizeof(text), "the request message does not decode: %s",
+             err);
+    prpc_ctx_set_message(&s->ctx, text);
   } else {
     void *msg = arena_alloc(&s->ctx, codec->struct_size(m->input));
     if (!msg)

@@ -18,6 +18,7 @@
 #include "test.h"
 #include "testutil.h"
 #include "raw_codec.h"
+#include "tree.prpc.h"
 
 /* ---- counting allocations ----
  * malloc, calloc, realloc, strdup and strndup are interposed (a build with
@@ -200,7 +201,7 @@ static void c_release(const void *t, void *m) {
 }
 static const prpc_codec counted_codec = {
     "nanopb, counted", c_encoded_size, c_encode, NULL, NULL, c_struct_size,
-    c_init, c_decode_into, c_release};
+    c_init, c_decode_into, c_release, NULL};
 
 /* ---- the services ---- */
 
@@ -886,8 +887,88 @@ static void no_alloc_per_call(void) {
   teardown();
 }
 
+/* ---- a recursive type: pointer fields, nanopb allocates ---- */
+
+static grpc_status_code tree_depth(prpc_ctx *ctx, const test_tree_Node *req,
+                                   test_tree_Node *reply, void *ud) {
+  int d = 0;
+  (void)ctx, (void)ud;
+  for (const test_tree_Node *n = req; n->child; n = n->child)
+    d++;
+  snprintf(reply->name, sizeof(reply->name), "depth %d", d);
+  return GRPC_STATUS_OK;
+}
+
+/* A chain of `levels` nodes below the first, through `child`. */
+static grpc_status_code tree_call(int levels, test_tree_Node *reply,
+                                  prpc_status *st) {
+  test_tree_Node *nodes = calloc((size_t)levels + 1, sizeof(*nodes));
+  ASSERT(nodes);
+  for (int i = 0; i < levels; i++)
+    nodes[i].child = &nodes[i + 1];
+  grpc_status_code c = test__tree__tree_client__depth(ch, &nodes[0], NULL,
+                                                      reply, st);
+  free(nodes);
+  return c;
+}
+
+/* Nested up to PRPC_MAX_DEPTH: decoded; deeper, even by a hostile client
+ * sending 2 MiB nested 500,000 deep: refused before pb_decode() recurses,
+ * and the server goes on. */
+static void deep_messages(void) {
+  static const Test__Tree__TreeServer impl = {.depth = tree_depth};
+  prpc_status st = PRPC_STATUS_INIT;
+  test_tree_Node rep = test_tree_Node_init_zero;
+  dir = test_tmpdir();
+  snprintf(target, sizeof(target), "unix:%s/tree.sock", dir);
+  ASSERT_EQ(prpc_server_create(NULL, &srv), 0);
+  ASSERT_EQ(prpc_server_add_listener(srv, target, NULL), 0);
+  ASSERT_EQ(test__tree__tree_server__register(srv, &impl, NULL), 0);
+  ASSERT_EQ(prpc_server_start(srv), 0);
+  ASSERT_EQ(prpc_channel_create(target, NULL, &ch), 0);
+  ASSERT_EQ(tree_call(100, &rep, &st), GRPC_STATUS_OK);
+  ASSERT_STREQ(rep.name, "depth 100");
+  prpc_status_clear(&st);
+  ASSERT_EQ(tree_call(101, &rep, &st), GRPC_STATUS_INVALID_ARGUMENT);
+  ASSERT_STREQ(st.message, "the request message does not decode: it nests "
+                           "more than 100 messages deep");
+  prpc_status_clear(&st);
+  /* 500,000 levels, written from the inside out. */
+  size_t levels = 500000, size = 0, inner = 0;
+  for (size_t i = 0; i < levels; i++)
+    size += 2 + (size >= 0x80) + (size >= 0x4000) + (size >= 0x200000);
+  uint8_t *buf = malloc(size), *p = buf + size;
+  ASSERT(buf);
+  for (size_t i = 0; i < levels; i++) {
+    uint8_t v[4];
+    size_t n = 0, x = inner;
+    do {
+      v[n++] = (uint8_t)((x & 0x7f) | (x >= 0x80 ? 0x80 : 0));
+      x >>= 7;
+    } while (x);
+    p -= n;
+    memcpy(p, v, n);
+    *--p = 0x12;
+    inner += 1 + n;
+  }
+  ASSERT(p == buf);
+  prpc_method_desc m = {"/test.tree.Tree/Depth", PRPC_UNARY, &raw_codec, NULL,
+                        NULL};
+  raw_msg req = {buf, size}, *raw_rep = NULL;
+  ASSERT_EQ(prpc_unary_call(ch, &m, &req, NULL, (void **)&raw_rep, &st),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  ASSERT_CONTAINS(st.message, "it nests more than 100 messages deep");
+  prpc_status_clear(&st);
+  free(buf);
+  memset(&rep, 0, sizeof(rep));
+  ASSERT_EQ(tree_call(2, &rep, &st), GRPC_STATUS_OK);
+  ASSERT_STREQ(rep.name, "depth 2");
+  prpc_status_clear(&st);
+  teardown();
+}
+
 TEST_MAIN(CASE(unary_shapes), CASE(callbacks_large), CASE(server_streaming),
           CASE(client_streaming), CASE(bidi_ping_pong),
           CASE(cancel_mid_stream), CASE(deadline), CASE(errors),
           CASE(oversize_request), CASE(oversize_reply),
-          CASE(no_alloc_per_call))
+          CASE(no_alloc_per_call), CASE(deep_messages))

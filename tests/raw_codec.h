@@ -58,6 +58,6 @@ static void raw_init(const void *t, void *m) {
 }
 static const prpc_codec raw_codec = {
     "raw", raw_size, raw_encode, raw_decode, raw_free, raw_struct_size,
-    raw_init, NULL, NULL};
+    raw_init, NULL, NULL, NULL};
 
 #endif /* PRPC_TEST_RAW_CODEC_H */

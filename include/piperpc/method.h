@@ -22,6 +22,12 @@ typedef enum prpc_method_kind {
   PRPC_BIDI_STREAMING = 3
 } prpc_method_kind;
 
+/* How deep sub-messages may nest in a message piperpc decodes (requests,
+ * replies, streamed messages), as in protobuf's own parsers: a deeper one is
+ * refused before it is decoded (INVALID_ARGUMENT on a server, INTERNAL on a
+ * client), so that no message can exhaust a thread's stack. */
+#define PRPC_MAX_DEPTH 100
+
 /* Where a codec gets memory for decoded messages. Same layout as
  * ProtobufCAllocator. */
 typedef struct prpc_allocator {
@@ -63,6 +69,12 @@ typedef struct prpc_codec {
   /* Frees what decode_into() allocated inside msg (never msg itself).
    * NULL if nothing ever is. */
   void (*release)(const void *type, void *msg);
+  /* The type (as in 'type' above) of the message that field `number` of a
+   * message of `type` holds, or NULL when that field is not a message. The
+   * runtime walks a received message with it and refuses one that nests
+   * deeper than PRPC_MAX_DEPTH before decoding it (decoders recurse). NULL:
+   * no such check (only for codecs that bound their own recursion). */
+  const void *(*submessage)(const void *type, uint32_t number);
 } prpc_codec;
 
 /* The codec for protobuf-c messages. */

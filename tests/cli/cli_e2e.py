@@ -554,6 +554,51 @@ def case_python_v1alpha():
             fail("the python server exited with %d" % p.returncode)
 
 
+def case_hostile_reflection():
+    """A reflection server that answers every file with one importing
+    another, one whose descriptor nests 100,000 deep, and one that never
+    answers: prpc stops at its limits with a clear error, never crashes,
+    and puts a deadline on reflection even when the call has none."""
+    script = os.path.join(A.src_dir, "tests", "cli",
+                          "py_hostile_reflection.py")
+    for mode, rc, err, most in (
+            ("imports", 18, "prpc: RESOURCE_EXHAUSTED: the server's "
+             "reflection took more than 1000 requests; giving up\n", 1001),
+            ("deep", 23, "prpc: INTERNAL: the server sent a "
+             "FileDescriptorProto that nests more than 100 messages deep\n",
+             1),
+            ("stall", 14, None, 1)):
+        t = "unix:" + os.path.join(TMP, mode + ".sock")
+        p = subprocess.Popen([sys.executable, script, t, mode],
+                             stdout=subprocess.PIPE, text=True)
+        for line in p.stdout:
+            if "ready" in line:
+                break
+        else:
+            fail("the python server exited with %s" % p.wait())
+        try:
+            t0 = time.time()
+            got = prpc("call", t, "hostile.Svc/Method", "{}")
+            took = time.time() - t0
+            if mode == "stall":
+                expect(got, rc, "", err_has=["prpc: DEADLINE_EXCEEDED"])
+                if not 4.5 <= took <= 15:
+                    fail("a stalled reflection took %.1f s, want ~5" % took)
+            else:
+                expect(got, rc, "", err)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            out = p.stdout.read()
+            if p.wait(timeout=20) != 0:
+                fail("the python server exited with %d" % p.returncode)
+        n = int(re.search(r"requests (\d+)", out).group(1))
+        print("%s: prpc exited %d after %.1f s and %d reflection requests"
+              % (mode, got[0], took, n))
+        if n > most:
+            fail("%s: %d reflection requests, want at most %d"
+                 % (mode, n, most))
+
+
 def main():
     global A, TMP
     ap = argparse.ArgumentParser()
