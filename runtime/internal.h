@@ -9,12 +9,13 @@
 #include <grpc/compression.h>
 #include <grpc/support/time.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 
 #define PRPC__UNUSED(x) ((void)(x))
-
 #define PRPC__STR2(x) #x
 #define PRPC__STR(x) PRPC__STR2(x)
+
 /* ThreadSanitizer does not see the synchronization inside gRPC core, which
  * is not instrumented: a tag handed to grpc_call_start_batch() or
  * grpc_server_request_*() on one thread and returned by the completion
@@ -62,6 +63,19 @@ void prpc__log_call(int level, const char *method, const char *peer,
                     const char *fmt, ...) PRPC__PRINTF(4, 5);
 int prpc__log_enabled(int level);
 
+/* For log lines a peer can cause at will (a refused connection, a denied
+ * call): the first is written, then at most one every
+ * PRPC__RATE_INTERVAL_S, preceded by the count of those held back.
+ * Thread-safe. Zero-initialised. */
+#define PRPC__RATE_INTERVAL_S 10
+typedef struct prpc__rate {
+  long long last_s;
+  unsigned long long suppressed;
+  int logged;
+} prpc__rate;
+/* 1 if a line of this kind may be written now. */
+int prpc__rate_ok(prpc__rate *r);
+
 /* ---- targets (transport/target.c) ---- */
 
 typedef enum prpc__target_kind {
@@ -72,6 +86,9 @@ typedef enum prpc__target_kind {
 } prpc__target_kind;
 
 #define PRPC__UNIX_PATH_MAX 107 /* sizeof(sun_path) - 1 */
+/* Room for a listener's or a peer's name: "unix-abstract:" and a name, a
+ * TCP host and port, "ipv6:[...]:port". */
+#define PRPC__NAME_MAX 320
 
 typedef struct prpc__target {
   prpc__target_kind kind;
@@ -92,12 +109,29 @@ int prpc__target_parse(const char *s, int for_server, prpc__target *t);
 
 /* ---- unix sockets (transport/unix.c) ---- */
 
+/* The socket file a server created, found again through its directory's
+ * descriptor: removed at shutdown only while it is still that socket. */
+typedef struct prpc__sockfile {
+  int dirfd; /* O_PATH descriptor of the parent directory, or -1 */
+  char name[PRPC__UNIX_PATH_MAX + 1];
+  dev_t dev;
+  ino_t ino;
+} prpc__sockfile;
+#define PRPC__SOCKFILE_INIT {-1, "", 0, 0}
+
 /* Creates a listening unix socket for t (UNIX or ABSTRACT) with the file
- * mode and group (-1: leave) given. Handles stale and live socket files as
- * prpc_server_add_listener documents. Returns 0 and the fd, or a negative
- * code with a detail. */
+ * mode and group (-1: leave) given, without following a link or touching a
+ * file it did not create (see transport/unix.c). Handles stale and live
+ * socket files as prpc_server_add_listener documents; refuses a directory
+ * every user may write without the sticky bit (-EPERM). Fills *file for a
+ * socket file (dirfd -1 for an abstract one). Returns 0 and the fd, or a
+ * negative code with a detail. */
 int prpc__unix_listen(const prpc__target *t, unsigned mode, gid_t group,
-                      int *fd_out);
+                      prpc__sockfile *file, int *fd_out);
+/* 1 while the file at the path is still the socket *file describes. */
+int prpc__sockfile_is_ours(const prpc__sockfile *file);
+/* Removes the socket file if it is still ours; closes the directory. */
+void prpc__sockfile_remove(prpc__sockfile *file);
 
 /* ---- access rules (transport/access.c) ---- */
 
@@ -123,6 +157,95 @@ int prpc__group_parse(const char *s, gid_t *gid);
 /* Peer credentials of a connected unix socket. Returns 0 or -errno. */
 int prpc__unix_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
+/* ---- defaults ---- */
+#define PRPC__HANDSHAKE_TIMEOUT_MS 5000
+#define PRPC__MAX_CONCURRENT_STREAMS 100
+#define PRPC__MAX_STREAM_THREADS 128
+
+/* ---- accepting connections (transport/accept.c) ---- */
+
+enum {
+  PRPC__CONN_PENDING, /* accepted, waiting for the HTTP/2 preface */
+  PRPC__CONN_GRPC,    /* handed to the server */
+  PRPC__CONN_DENIED,  /* handed to the deny server */
+  PRPC__CONN_CLOSED
+};
+
+/* One connection the acceptor accepted or adopted. Reference-counted: the
+ * table holds one reference while the connection is open, and each call
+ * bound to it one more, so that what a handler reads stays valid. Fields
+ * are set before the connection is handed over and never change after. */
+typedef struct prpc__conn {
+  uint64_t id; /* unique in the process's life */
+  int fd;      /* the number gRPC core names it by ("fd:N") */
+  int state;
+  int kind;        /* prpc__target_kind of its listener (FD: adopted) */
+  size_t listener; /* index, or SIZE_MAX when adopted */
+  int adopted;
+  int denied;
+  int have_cred; /* a unix peer: pid, uid and gid from SO_PEERCRED */
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  int exempt;   /* root or the server's own user: no per-uid budget */
+  uint64_t key; /* the budget it counts against: uid or TCP address */
+  dev_t dev;    /* the socket's identity, to tell when gRPC closed it */
+  ino_t ino;
+  char peer[PRPC__NAME_MAX]; /* "unix:/p", "ipv4:1.2.3.4:5" */
+  int64_t deadline_ms, recheck_ms;     /* while pending */
+  atomic_int refs;
+} prpc__conn;
+
+void prpc__conn_ref(prpc__conn *c);
+void prpc__conn_unref(prpc__conn *c); /* NULL is ok */
+
+typedef struct prpc__accept_opts {
+  int max_connections;         /* allowed connections at once; 0: none */
+  int max_connections_per_uid; /* 0: default, < 0: none */
+  int handshake_timeout_ms;    /* <= 0: none */
+  int idle_timeout_ms;         /* > 0: also bounds the preface */
+  const prpc__rule *rules;     /* borrowed; must outlive the acceptor */
+  size_t n_rules;
+  /* Called on the accept thread: hand c->fd to gRPC core (the server, or
+   * the deny server), or shut the server down. */
+  void (*grpc)(void *data, prpc__conn *c);
+  void (*deny)(void *data, prpc__conn *c);
+  void (*hangup)(void *data);
+  void *data;
+} prpc__accept_opts;
+
+typedef struct prpc__acceptor prpc__acceptor;
+int prpc__acceptor_create(const prpc__accept_opts *o, prpc__acceptor **out);
+/* Before start. Takes the listening fd; name is for logs and peers. */
+int prpc__acceptor_add_listener(prpc__acceptor *a, int fd, int kind,
+                                const char *name);
+/* Before start. Takes a connected socket (fd:N); with watch_hangup the
+ * hangup callback runs once every such socket's peer has gone. */
+int prpc__acceptor_adopt(prpc__acceptor *a, int fd, int watch_hangup);
+int prpc__acceptor_start(prpc__acceptor *a);
+/* 1 if the calling thread is the accept thread. */
+int prpc__acceptor_is_thread(const prpc__acceptor *a);
+/* Stops accepting and closes the listening sockets. From the accept thread
+ * itself it only asks; a later stop or destroy joins. */
+void prpc__acceptor_stop(prpc__acceptor *a);
+/* The record of the connection gRPC core calls "fd:N", with a reference
+ * (release with prpc__conn_unref), or NULL when N is not, or no longer, a
+ * connection accepted here. */
+prpc__conn *prpc__acceptor_bind(prpc__acceptor *a, int fd);
+void prpc__acceptor_stats(prpc__acceptor *a, int *open,
+                          uint64_t *refused);
+void prpc__acceptor_destroy(prpc__acceptor *a);
+
+/* ---- TCP listeners (transport/tcp.c) ---- */
+
+/* Binds and listens on t (TCP): every address the host resolves to, on
+ * one port (port 0: a free one, the same for all). Fills fds (up to max)
+ * and *n, and *port. Returns 0, or -EADDRINUSE, -EACCES, -EADDRNOTAVAIL
+ * (no such local address, or the host does not resolve), or another
+ * -errno, with a detail. */
+int prpc__tcp_listen(const prpc__target *t, int *fds, size_t max, size_t *n,
+                     int *port);
+
 /* ---- gRPC core wrapper (transport/core.c) ---- */
 
 /* Reference-counted grpc_init()/grpc_shutdown(). */
@@ -139,12 +262,18 @@ size_t prpc__core_size_args(grpc_arg *args, int max_send, int max_recv,
  * flight, or a handshake never completed); nothing for idle_ms <= 0. Fills
  * args[] (at least 2 slots) and returns how many were used. */
 size_t prpc__core_idle_args(grpc_arg *args, int idle_ms);
+/* Args of the server that answers denied peers: close their connections
+ * a second or so after they were made. Fills args[] (3 slots). */
+size_t prpc__core_deny_args(grpc_arg *args);
+/* The server's SETTINGS_MAX_CONCURRENT_STREAMS. Fills args[0]. */
+size_t prpc__core_streams_arg(grpc_arg *args, int max_streams);
 /* Parses a compression algorithm name; returns 0 or -EINVAL. */
 int prpc__core_compression(const char *name, grpc_compression_algorithm *out);
 /* 1 if the last message received on call came compressed on the wire. */
 int prpc__core_last_message_compressed(grpc_call *call);
-/* The metadata key that asks gRPC core to compress a call's messages. */
-#define PRPC__COMPRESSION_MD_KEY "grpc-internal-encoding-request"
+/* The metadata key that asks gRPC core to compress a call's messages
+ * (public in <grpc/compression.h>). */
+#define PRPC__COMPRESSION_MD_KEY GRPC_COMPRESSION_REQUEST_ALGORITHM_MD_KEY
 
 /* With tls NULL an insecure channel. Returns NULL, with the code in *err and
  * a detail, on failure (unreadable file, ...). */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Read by every thread that logs; prpc_set_log() may change them while
  * others log: the threshold is atomic, the sink and its data change
@@ -83,4 +84,27 @@ void prpc__log_call(int level, const char *method, const char *peer,
   va_start(ap, fmt);
   emit(level, method, peer, fmt, ap);
   va_end(ap);
+}
+
+int prpc__rate_ok(prpc__rate *r) {
+  struct timespec now;
+  unsigned long long held = 0;
+  int ok = 0;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  pthread_mutex_lock(&sink_mu);
+  if (!r->logged || now.tv_sec - r->last_s >= PRPC__RATE_INTERVAL_S) {
+    held = r->suppressed;
+    r->suppressed = 0;
+    r->logged = 1;
+    r->last_s = now.tv_sec;
+    ok = 1;
+  } else {
+    r->suppressed++;
+  }
+  pthread_mutex_unlock(&sink_mu);
+  if (held > 0)
+    prpc__log(PRPC__LOG_WARN, "(%llu more like the next line in the last "
+                              "%d s)",
+              held, PRPC__RATE_INTERVAL_S);
+  return ok;
 }

@@ -32,6 +32,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,8 +72,9 @@ struct prpc_ctx {
   char *message;
   prpc_metadata headers, trailers;
   int headers_sent;
-  char *peer; /* arena */
-  int peer_fd; /* >= 0 when the peer came through our accept loop */
+  char *peer; /* arena: gRPC's name for peers it accepted itself (TLS) */
+  prpc__conn *conn; /* the connection, when piperpc accepted it: bound
+                       when the call is matched, released when it ends */
   /* Streaming only: the call's own queue, and its close-on-server op. */
   grpc_completion_queue *cq;
   pthread_mutex_t close_mu;
@@ -159,20 +161,12 @@ static int take_deferred(worker *w, grpc_event *ev) {
 
 typedef struct listener {
   prpc__target t;
-  int fd;         /* unix listening socket, or -1 when gRPC core listens */
-  int unlink_path; /* remove the socket file at shutdown */
+  int fds[4];  /* listening sockets for the acceptor (TCP: one per
+                  address); given to it at start */
+  size_t n_fds;
+  char name[PRPC__NAME_MAX]; /* for logs and peers */
+  prpc__sockfile file; /* the socket file we created, removed at shutdown */
 } listener;
-
-typedef struct conn_info {
-  int in_use;
-  int denied;
-  size_t listener; /* SIZE_MAX: an adopted fd:N connection */
-  pid_t pid;
-  uid_t uid;
-  gid_t gid;
-  dev_t dev; /* the socket's identity, to tell when gRPC has closed it */
-  ino_t ino;
-} conn_info;
 
 typedef enum { SRV_CREATED, SRV_STARTED, SRV_STOPPING, SRV_STOPPED } srv_state;
 
@@ -192,19 +186,15 @@ struct prpc_server {
    * handles them itself, instead of waking the queue's owner. */
   grpc_completion_queue *cq;
 
-  pthread_t accept_thread;
-  int accept_running;
-  int wake[2]; /* wakes the accept thread at shutdown */
+  prpc__acceptor *acceptor; /* unix and TCP connections; from start */
   int stop[2]; /* readable once shutdown has begun: wakes prpc_server_run() */
-
-  pthread_mutex_t conn_mu;
-  conn_info *conns; /* indexed by fd */
-  size_t n_conns;
-  atomic_ullong refused; /* connections closed at accept */
 
   gid_t socket_gid; /* (gid_t)-1: leave */
   prpc__rule *rules;
   size_t n_rules;
+  /* Access control is in force: rules, or an abstract listener (which
+   * admits only the server's own user and root without them). */
+  int guarded;
   /* Denied peers are handed to a second gRPC core server with no methods,
    * whose one thread answers every call with PERMISSION_DENIED: they never
    * share a server, a queue or a thread with the handlers. */
@@ -212,15 +202,13 @@ struct prpc_server {
   grpc_completion_queue *deny_cq;
   pthread_t deny_thread;
   int deny_running;
+  int deny_stopped;
   int deny_shutdown_tag;
   prpc__health *health;
   char **service_names; /* the registered services, for health */
   size_t n_service_names;
   const prpc_service_desc **service_descs; /* the same, for reflection */
   prpc__reflection *reflection;
-  /* shutdown_on_hangup: our copies of the adopted connected fds. */
-  int *hangup_fds;
-  size_t n_hangup;
 
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -230,6 +218,8 @@ struct prpc_server {
   /* Handlers running (unary until its reply batch is started, streaming
    * until it ends): the queue may only be shut down when none is. */
   atomic_int busy;
+  atomic_int stream_threads; /* streaming handlers running */
+  prpc__rate stream_limit_log, unknown_peer_log;
   atomic_int stopping; /* set when shutdown begins; read by workers */
   grpc_completion_queue *shutdown_cq;
   int shutdown_tag;
@@ -296,60 +286,26 @@ static void arena_cb_free(void *data, void *ptr) {
 
 const char *prpc_ctx_method(const prpc_ctx *ctx) { return ctx->method; }
 
+/* The descriptor number in gRPC core's name for a connection piperpc
+ * handed it ("fd:N"), else -1. */
 static int parse_fd_peer(const char *peer) {
   long fd = -1;
   if (peer && strncmp(peer, "fd:", 3) == 0) {
     char *end;
     fd = strtol(peer + 3, &end, 10);
-    if (*end != '\0')
+    if (*end != '\0' || end == peer + 3)
       fd = -1;
   }
   return (int)fd;
 }
 
-static int conn_lookup(prpc_server *srv, int fd, conn_info *out) {
-  int found = 0;
-  if (fd < 0)
-    return 0;
-  pthread_mutex_lock(&srv->conn_mu);
-  if ((size_t)fd < srv->n_conns && srv->conns[fd].in_use) {
-    *out = srv->conns[fd];
-    found = 1;
-  }
-  pthread_mutex_unlock(&srv->conn_mu);
-  return found;
-}
-
-/* The fd of the call's connection when it came through our accept loop
- * (gRPC core names such peers "fd:N"), else -1. Looked up on first use:
- * most handlers never ask, and the peer string costs an allocation. */
-static int peer_fd(const prpc_ctx *cctx) {
-  prpc_ctx *ctx = (prpc_ctx *)cctx;
-  if (ctx->peer_fd == -2) {
-    char *peer = grpc_call_get_peer(ctx->call);
-    ctx->peer_fd = parse_fd_peer(peer);
-    gpr_free(peer);
-  }
-  return ctx->peer_fd;
-}
-
 const char *prpc_ctx_peer(const prpc_ctx *cctx) {
   prpc_ctx *ctx = (prpc_ctx *)cctx; /* the peer string is cached */
+  if (ctx->conn)
+    return ctx->conn->peer;
   if (!ctx->peer) {
     char *core_peer = grpc_call_get_peer(ctx->call);
-    conn_info ci;
-    const prpc__target *t = NULL;
-    if (conn_lookup(ctx->srv, peer_fd(ctx), &ci) &&
-        ci.listener < ctx->srv->n_listeners)
-      t = &ctx->srv->listeners[ci.listener].t;
-    if (t && t->kind != PRPC__TARGET_FD) {
-      size_t n = t->path_len + 32;
-      ctx->peer = arena_alloc(ctx, n);
-      if (ctx->peer)
-        snprintf(ctx->peer, n, "%s%s",
-                 t->kind == PRPC__TARGET_ABSTRACT ? "unix-abstract:" : "unix:",
-                 t->path);
-    } else if (core_peer) {
+    if (core_peer) {
       ctx->peer = arena_alloc(ctx, strlen(core_peer) + 1);
       if (ctx->peer)
         strcpy(ctx->peer, core_peer);
@@ -361,15 +317,14 @@ const char *prpc_ctx_peer(const prpc_ctx *cctx) {
 
 int prpc_ctx_peer_cred(const prpc_ctx *ctx, int64_t *pid, int64_t *uid,
                        int64_t *gid) {
-  conn_info ci;
-  if (!conn_lookup(ctx->srv, peer_fd(ctx), &ci))
+  if (!ctx->conn || !ctx->conn->have_cred)
     return -ENOTSOCK;
   if (pid)
-    *pid = ci.pid;
+    *pid = ctx->conn->pid;
   if (uid)
-    *uid = ci.uid;
+    *uid = ctx->conn->uid;
   if (gid)
-    *gid = ci.gid;
+    *gid = ctx->conn->gid;
   return 0;
 }
 
@@ -507,7 +462,8 @@ static void ctx_reset(prpc_ctx *ctx, size_t arena_keep) {
   ctx->md_converted = 0;
   ctx->headers_sent = 0;
   ctx->peer = NULL;
-  ctx->peer_fd = -1;
+  prpc__conn_unref(ctx->conn);
+  ctx->conn = NULL;
   ctx->close_done = 0;
   ctx->cancelled_flag = 0;
   if (ctx->call) {
@@ -528,7 +484,6 @@ static slot *slot_new(worker *w, method_entry *me) {
       return NULL;
     s->w = w;
     s->ctx.srv = w->srv;
-    s->ctx.peer_fd = -1;
     s->status_details = grpc_empty_slice();
     grpc_metadata_array_init(&s->ctx.core_md);
     pthread_mutex_init(&s->ctx.close_mu, NULL);
@@ -636,7 +591,13 @@ static int request_call(worker *w, method_entry *me) {
   return 0;
 }
 
-static void begin_call(slot *s) {
+/* Sets the call up for its handler and binds it to its connection's
+ * record (who is calling, fixed now, while the connection is known to be
+ * open). Returns 0, or -1 when the call came on a connection piperpc
+ * handed to gRPC core that is no longer the one it accepted, on a server
+ * with access control: who is calling cannot be known, so it is refused. */
+static int begin_call(slot *s) {
+  prpc_server *srv = s->w->srv;
   s->ctx.method = s->me ? s->me->m->path : NULL;
   if (!s->me) {
     /* details.method is a slice; keep a C string in the arena. */
@@ -649,7 +610,15 @@ static void begin_call(slot *s) {
     s->ctx.method = p ? p : "";
     s->ctx.deadline = s->details.deadline;
   }
-  s->ctx.peer_fd = -2; /* looked up when a handler asks: see peer_fd() */
+  if (srv->acceptor) {
+    char *peer = grpc_call_get_peer(s->ctx.call);
+    int fd = parse_fd_peer(peer);
+    gpr_free(peer);
+    if (fd >= 0 && !(s->ctx.conn = prpc__acceptor_bind(srv->acceptor, fd)) &&
+        srv->guarded)
+      return -1;
+  }
+  return 0;
 }
 
 /* Fills the SEND_INITIAL_METADATA op (once per call). */
@@ -742,7 +711,7 @@ static grpc_status_code decode_request(slot *s, const prpc_allocator *alloc,
     return fail_with(&s->ctx, GRPC_STATUS_INVALID_ARGUMENT,
                      "the request message is missing");
   if (!codec->decode_into) {
-    if ((*req = prpc__decode(codec, m->input, s->payload, alloc)))
+    if ((*req = prpc__decode(codec, m->input, s->payload, alloc, &err)))
       return GRPC_STATUS_OK;
     char text[200];
     snprintf(text, sizeof(text), "the request message does not decode: %s",
@@ -912,7 +881,7 @@ static int ctx_read(prpc_ctx *ctx, void **msg, void *into) {
     err = prpc__decode_into(codec, s->me->m->input, bb, into, NULL);
     ok = !err;
   } else {
-    *msg = prpc__decode(codec, s->me->m->input, bb, NULL);
+    *msg = prpc__decode(codec, s->me->m->input, bb, NULL, &err);
     ok = *msg != NULL;
   }
   grpc_byte_buffer_destroy(bb);
@@ -1010,6 +979,7 @@ static void *run_stream(void *arg) {
   s->ctx.close_done = 1;
   pthread_mutex_unlock(&s->ctx.close_mu);
   slot_free(NULL, s); /* a streaming slot is destroyed, not recycled */
+  atomic_fetch_sub(&srv->stream_threads, 1);
   handler_done(srv);
   return NULL;
 }
@@ -1018,6 +988,25 @@ static void start_stream(slot *s) {
   prpc_server *srv = s->w->srv;
   pthread_t th;
   pthread_attr_t attr;
+  /* Each streaming handler holds a thread: a bounded number of them, so
+   * that peers opening streams cannot make the server start threads
+   * without end. */
+  if (atomic_fetch_add(&srv->stream_threads, 1) >=
+      srv->opts.max_stream_threads) {
+    char text[160];
+    atomic_fetch_sub(&srv->stream_threads, 1);
+    snprintf(text, sizeof(text), "the server is running %d streaming calls, "
+                                 "its limit (max_stream_threads)",
+             srv->opts.max_stream_threads);
+    if (prpc__rate_ok(&srv->stream_limit_log))
+      prpc__log_call(PRPC__LOG_WARN, s->me->m->path, prpc_ctx_peer(&s->ctx),
+                     "%s", text);
+    grpc_call_cancel_with_status(s->ctx.call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 text, NULL);
+    slot_free(NULL, s);
+    handler_done(srv);
+    return;
+  }
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   if (pthread_create(&th, &attr, run_stream, s) != 0) {
@@ -1025,6 +1014,7 @@ static void start_stream(slot *s) {
               s->me->m->path);
     grpc_call_cancel_with_status(s->ctx.call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                  "the server cannot start a thread", NULL);
+    atomic_fetch_sub(&srv->stream_threads, 1);
     slot_free(NULL, s);
     handler_done(srv);
   }
@@ -1057,7 +1047,19 @@ static void dispatch(worker *w, grpc_event ev) {
   atomic_fetch_add(&w->srv->busy, 1);
   /* Keep a request outstanding while this call runs. */
   request_call(w, s->me);
-  begin_call(s);
+  if (begin_call(s) != 0) {
+    if (prpc__rate_ok(&w->srv->unknown_peer_log))
+      prpc__log_call(PRPC__LOG_WARN, s->ctx.method, "fd:?",
+                     "refused a call whose connection is no longer the one "
+                     "that was accepted: its peer cannot be known");
+    grpc_call_cancel_with_status(s->ctx.call, GRPC_STATUS_PERMISSION_DENIED,
+                                 "access denied: the connection's peer "
+                                 "cannot be verified",
+                                 NULL);
+    slot_free(w, s);
+    handler_done(w->srv);
+    return;
+  }
   if (!s->me || s->me->m->kind == PRPC_UNARY) {
     if (!s->me)
       run_unregistered(s);
@@ -1088,191 +1090,6 @@ static void *worker_main(void *arg) {
     slot_destroy(s);
   }
   return NULL;
-}
-
-/* ---- accepting unix connections ---- */
-
-static int conn_store(prpc_server *srv, int fd, const conn_info *ci) {
-  pthread_mutex_lock(&srv->conn_mu);
-  if ((size_t)fd >= srv->n_conns) {
-    size_t n = srv->n_conns ? srv->n_conns : 64;
-    while (n <= (size_t)fd)
-      n *= 2;
-    conn_info *c = realloc(srv->conns, n * sizeof(*c));
-    if (!c) {
-      pthread_mutex_unlock(&srv->conn_mu);
-      return -1;
-    }
-    memset(c + srv->n_conns, 0, (n - srv->n_conns) * sizeof(*c));
-    srv->conns = c;
-    srv->n_conns = n;
-  }
-  srv->conns[fd] = *ci;
-  pthread_mutex_unlock(&srv->conn_mu);
-  return 0;
-}
-
-/* Connections still open: gRPC core closes a connection's fd when it ends,
- * so an entry whose fd is gone or now names another socket is over. */
-static int conns_live(prpc_server *srv) {
-  int live = 0;
-  struct stat st;
-  pthread_mutex_lock(&srv->conn_mu);
-  for (size_t fd = 0; fd < srv->n_conns; fd++) {
-    conn_info *c = &srv->conns[fd];
-    if (!c->in_use)
-      continue;
-    if (fstat((int)fd, &st) != 0 || st.st_ino != c->ino ||
-        st.st_dev != c->dev)
-      c->in_use = 0;
-    else
-      live++;
-  }
-  pthread_mutex_unlock(&srv->conn_mu);
-  return live;
-}
-
-static const char *listener_name(const prpc_server *srv, size_t li) {
-  return li < srv->n_listeners ? srv->listeners[li].t.core
-                               : "an inherited socket";
-}
-
-/* Admits a new unix connection (takes ownership of fd): refuses it beyond
- * max_connections, sends a denied peer to the deny server, and gives the
- * rest to gRPC core. */
-static void admit(prpc_server *srv, int fd, size_t li) {
-  conn_info ci;
-  struct stat st;
-  int have_cred;
-  memset(&ci, 0, sizeof(ci));
-  ci.in_use = 1;
-  ci.listener = li;
-  have_cred = prpc__unix_peer_cred(fd, &ci.pid, &ci.uid, &ci.gid) == 0;
-  if (fstat(fd, &st) == 0) {
-    ci.dev = st.st_dev;
-    ci.ino = st.st_ino;
-  }
-  if (srv->opts.max_connections > 0 &&
-      conns_live(srv) >= srv->opts.max_connections) {
-    prpc__log(PRPC__LOG_WARN,
-              "refused a connection on %s from pid %d uid %u: %d "
-              "connections are open (max_connections)",
-              listener_name(srv, li), (int)ci.pid, (unsigned)ci.uid,
-              srv->opts.max_connections);
-    atomic_fetch_add(&srv->refused, 1);
-    close(fd);
-    return;
-  }
-  if (have_cred && srv->n_rules > 0) {
-    size_t m;
-    if (!prpc__rules_check(srv->rules, srv->n_rules, ci.uid, ci.gid, &m)) {
-      prpc__log(PRPC__LOG_WARN,
-                "denied pid %d uid %u gid %u on %s: %s%s", (int)ci.pid,
-                (unsigned)ci.uid, (unsigned)ci.gid, listener_name(srv, li),
-                m < srv->n_rules ? "rule " : "no rule allows it",
-                m < srv->n_rules ? srv->rules[m].text : "");
-      ci.denied = 1;
-      if (conn_store(srv, fd, &ci) != 0 || !srv->deny_core) {
-        close(fd);
-        return;
-      }
-      prpc__core_server_add_fd(srv->deny_core, fd);
-      return;
-    }
-  }
-  if (conn_store(srv, fd, &ci) != 0) {
-    prpc__log(PRPC__LOG_WARN, "dropping a connection on %s: out of memory",
-              listener_name(srv, li));
-    close(fd);
-    return;
-  }
-  prpc__core_server_add_fd(srv->core, fd);
-}
-
-/* The accept thread's state. When the process runs out of file
- * descriptors, accept() fails with EMFILE but the connection stays in the
- * backlog and the listener stays readable: polling again would spin. The
- * thread keeps one descriptor in reserve (/dev/null) to close, accept the
- * waiting connection and close it at once (the client sees the refusal
- * instead of waiting), then take the reserve back; when even that fails it
- * pauses for 100 ms. It logs the first failure, then at most one line
- * every 10 s while they go on, and one when accepting works again. */
-#define ACCEPT_LOG_INTERVAL_S 10
-
-typedef struct accept_state {
-  int spare;   /* the reserved descriptor, or -1 */
-  int backoff; /* 1: poll only the wake pipe for 100 ms */
-  int failing; /* in a run of accept failures */
-  struct timespec last_log;
-  unsigned long long refused; /* since the last line */
-} accept_state;
-
-static double seconds_since(const struct timespec *t) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (double)(now.tv_sec - t->tv_sec) +
-         (double)(now.tv_nsec - t->tv_nsec) / 1e9;
-}
-
-static void accept_failed(prpc_server *srv, size_t li, accept_state *st,
-                          int err) {
-  int refused = 0;
-  if (st->spare >= 0) {
-    close(st->spare);
-    st->spare = -1;
-    int fd = accept4(srv->listeners[li].fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd >= 0) {
-      close(fd);
-      refused = 1;
-      atomic_fetch_add(&srv->refused, 1);
-      st->refused++;
-    }
-    st->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  }
-  if (!refused || st->spare < 0)
-    st->backoff = 1; /* nothing to refuse with: sleep rather than spin */
-  if (!st->failing) {
-    struct rlimit rl;
-    char limit[64] = "";
-    if (err == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
-      snprintf(limit, sizeof(limit), " (RLIMIT_NOFILE %llu)",
-               (unsigned long long)rl.rlim_cur);
-    prpc__log(PRPC__LOG_WARN,
-              "cannot accept on %s: %s%s: refusing new connections until "
-              "resources are free",
-              listener_name(srv, li), strerror(err), limit);
-    st->failing = 1;
-    st->refused = 0;
-    clock_gettime(CLOCK_MONOTONIC, &st->last_log);
-  } else if (seconds_since(&st->last_log) >= ACCEPT_LOG_INTERVAL_S) {
-    prpc__log(PRPC__LOG_WARN,
-              "still cannot accept on %s: %s: %llu connections refused in "
-              "the last %d s",
-              listener_name(srv, li), strerror(err), st->refused,
-              ACCEPT_LOG_INTERVAL_S);
-    st->refused = 0;
-    clock_gettime(CLOCK_MONOTONIC, &st->last_log);
-  }
-}
-
-static void accept_one(prpc_server *srv, size_t li, accept_state *st) {
-  int fd = accept4(srv->listeners[li].fd, NULL, NULL,
-                   SOCK_CLOEXEC | SOCK_NONBLOCK);
-  if (fd < 0) {
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-        errno == ENOMEM)
-      accept_failed(srv, li, st, errno);
-    return; /* EAGAIN, ECONNABORTED, EINTR: try again on the next poll */
-  }
-  if (st->failing) {
-    prpc__log(PRPC__LOG_WARN,
-              "accepting connections on %s again (%llu refused meanwhile)",
-              listener_name(srv, li), st->refused);
-    st->failing = 0;
-  }
-  if (st->spare < 0)
-    st->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  admit(srv, fd, li);
 }
 
 /* ---- the deny server ---- */
@@ -1331,14 +1148,15 @@ static void *deny_main(void *arg) {
     deny_request(srv);
     /* Say who was refused: the peer's uid as the kernel gave it. */
     char *peer = grpc_call_get_peer(d->call);
-    conn_info ci;
+    prpc__conn *c = prpc__acceptor_bind(srv->acceptor, parse_fd_peer(peer));
     char text[160];
-    if (conn_lookup(srv, parse_fd_peer(peer), &ci))
+    if (c && c->have_cred)
       snprintf(text, sizeof(text),
                "access denied: uid %u may not call this server",
-               (unsigned)ci.uid);
+               (unsigned)c->uid);
     else
       snprintf(text, sizeof(text), "access denied");
+    prpc__conn_unref(c);
     gpr_free(peer);
     d->msg = grpc_slice_from_copied_string(text);
     grpc_op ops[3];
@@ -1357,10 +1175,11 @@ static void *deny_main(void *arg) {
 }
 
 static int deny_start(prpc_server *srv) {
-  grpc_arg args[2];
+  grpc_arg args[3];
   grpc_channel_args cargs = {0, args};
-  /* Denied peers' idle connections are closed like the others. */
-  cargs.num_args = prpc__core_idle_args(args, srv->opts.idle_timeout_ms);
+  /* A denied peer is answered and then sent away: its connection is closed
+   * about a second after it was made, and sooner when idle. */
+  cargs.num_args = prpc__core_deny_args(args);
   srv->deny_core = prpc__core_server_create(&cargs);
   srv->deny_cq = grpc_completion_queue_create_for_next(NULL);
   if (!srv->deny_core || !srv->deny_cq)
@@ -1375,8 +1194,9 @@ static int deny_start(prpc_server *srv) {
 }
 
 static void deny_stop(prpc_server *srv) {
-  if (!srv->deny_core)
+  if (!srv->deny_core || srv->deny_stopped)
     return;
+  srv->deny_stopped = 1;
   grpc_server_shutdown_and_notify(srv->deny_core, srv->deny_cq,
                                   &srv->deny_shutdown_tag);
   grpc_server_cancel_all_calls(srv->deny_core);
@@ -1392,86 +1212,26 @@ static void deny_stop(prpc_server *srv) {
   }
 }
 
-static void *accept_main(void *arg) {
-  prpc_server *srv = arg;
-  size_t cap = srv->n_listeners + srv->n_hangup + 1;
-  struct pollfd *pfds = calloc(cap, sizeof(*pfds));
-  size_t *which = calloc(cap, sizeof(*which));
-  size_t n = 0, first_hangup, hung = 0;
-  accept_state st;
-  memset(&st, 0, sizeof(st));
-  st.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (!pfds || !which) {
-    prpc__log(PRPC__LOG_ERROR, "out of memory in the accept thread");
-    free(pfds);
-    free(which);
-    return NULL;
-  }
-  pfds[n].fd = srv->wake[0];
-  pfds[n++].events = POLLIN;
-  for (size_t i = 0; i < srv->n_listeners; i++) {
-    if (srv->listeners[i].fd < 0)
-      continue;
-    pfds[n].fd = srv->listeners[i].fd;
-    pfds[n].events = POLLIN;
-    which[n++] = i;
-  }
-  first_hangup = n;
-  for (size_t i = 0; i < srv->n_hangup; i++) {
-    /* Only the hang-up: gRPC core reads the data through its own fd. */
-    pfds[n].fd = srv->hangup_fds[i];
-    pfds[n++].events = POLLRDHUP;
-  }
-  for (;;) {
-    /* Out of descriptors with none in reserve: the listener stays
-     * readable, so sleep instead of spinning. */
-    int rc = poll(pfds, st.backoff ? 1 : n, st.backoff ? 100 : -1);
-    if (st.backoff && st.spare < 0)
-      st.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    st.backoff = 0;
-    if (rc < 0 && errno != EINTR)
-      break;
-    if (pfds[0].revents)
-      break; /* shutdown */
-    for (size_t i = 1; i < first_hangup; i++)
-      if (pfds[i].revents & POLLIN)
-        accept_one(srv, which[i], &st);
-    for (size_t i = first_hangup; i < n; i++) {
-      if (pfds[i].fd >= 0 && pfds[i].revents) {
-        pfds[i].fd = -1; /* poll() skips it from now on */
-        hung++;
-      }
-    }
-    if (srv->n_hangup > 0 && hung == srv->n_hangup) {
-      prpc__log(PRPC__LOG_INFO, "the peer of every inherited socket has "
-                                "gone: shutting down");
-      prpc_server_shutdown(srv);
-      break;
-    }
-  }
-  if (st.spare >= 0)
-    close(st.spare);
-  free(pfds);
-  free(which);
-  return NULL;
-}
-
 /* ---- server lifecycle ---- */
 
 int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
   prpc_server *srv;
-  grpc_arg args[8];
+  grpc_arg args[10];
   grpc_channel_args cargs;
   if (!out)
     return prpc__fail(-EINVAL, "prpc_server_create: out is NULL");
   gid_t group = (gid_t)-1;
   if (opts && (opts->threads < 0 || opts->grace_ms < 0 ||
                opts->max_connections < 0 || opts->idle_timeout_ms < 0 ||
+               opts->max_connections_per_uid < -1 ||
+               opts->handshake_timeout_ms < -1 ||
+               opts->max_concurrent_streams < 0 ||
+               opts->max_stream_threads < 0 ||
                (opts->socket_mode & ~0777u)))
-    return prpc__fail(-EINVAL, "prpc_server_create: negative threads, "
-                               "grace_ms, max_connections or "
-                               "idle_timeout_ms, or socket_mode beyond "
-                               "0777");
+    return prpc__fail(-EINVAL, "prpc_server_create: a negative count or "
+                               "time (only max_connections_per_uid and "
+                               "handshake_timeout_ms take -1, for none), or "
+                               "socket_mode beyond 0777");
   if (opts && opts->socket_group) {
     int rc = prpc__group_parse(opts->socket_group, &group);
     if (rc != 0)
@@ -1492,15 +1252,14 @@ int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
     srv->opts.grace_ms = 5000;
   if (srv->opts.socket_mode == 0)
     srv->opts.socket_mode = 0600;
-  if (pipe2(srv->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-    int err = -errno;
-    free(srv);
-    return prpc__fail(err, "pipe2: %s", strerror(-err));
-  }
+  if (srv->opts.handshake_timeout_ms == 0)
+    srv->opts.handshake_timeout_ms = PRPC__HANDSHAKE_TIMEOUT_MS;
+  if (srv->opts.max_concurrent_streams == 0)
+    srv->opts.max_concurrent_streams = PRPC__MAX_CONCURRENT_STREAMS;
+  if (srv->opts.max_stream_threads == 0)
+    srv->opts.max_stream_threads = PRPC__MAX_STREAM_THREADS;
   if (pipe2(srv->stop, O_CLOEXEC | O_NONBLOCK) != 0) {
     int err = -errno;
-    close(srv->wake[0]);
-    close(srv->wake[1]);
     free(srv);
     return prpc__fail(err, "pipe2: %s", strerror(-err));
   }
@@ -1509,20 +1268,19 @@ int prpc_server_create(const prpc_server_opts *opts, prpc_server **out) {
                                         NULL);
   cargs.num_args +=
       prpc__core_idle_args(args + cargs.num_args, srv->opts.idle_timeout_ms);
+  cargs.num_args += prpc__core_streams_arg(args + cargs.num_args,
+                                           srv->opts.max_concurrent_streams);
   cargs.args = args;
   prpc__core_ref();
   srv->core = prpc__core_server_create(&cargs);
   if (!srv->core) {
     prpc__core_unref();
-    close(srv->wake[0]);
-    close(srv->wake[1]);
     close(srv->stop[0]);
     close(srv->stop[1]);
     free(srv);
     return prpc__fail(PRPC_ECORE, "gRPC core could not create a server");
   }
   pthread_mutex_init(&srv->mu, NULL);
-  pthread_mutex_init(&srv->conn_mu, NULL);
   pthread_cond_init(&srv->cv, NULL);
   srv->state = SRV_CREATED;
   *out = srv;
@@ -1538,8 +1296,37 @@ static listener *listener_push(prpc_server *srv, const prpc__target *t) {
   l = &srv->listeners[srv->n_listeners];
   memset(l, 0, sizeof(*l));
   l->t = *t;
-  l->fd = -1;
+  l->file = (prpc__sockfile)PRPC__SOCKFILE_INIT;
+  snprintf(l->name, sizeof(l->name), "%s", t->core);
   return l;
+}
+
+/* The kind and name of a listening socket passed as fd:N, from its own
+ * address: a unix path, an abstract name, or TCP. */
+static void name_adopted(int fd, listener *l) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+    return; /* stays FD, "fd:N" */
+  if (ss.ss_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+    size_t n = len > offsetof(struct sockaddr_un, sun_path)
+                   ? len - offsetof(struct sockaddr_un, sun_path)
+                   : 0;
+    if (n > 1 && un->sun_path[0] == '\0') {
+      l->t.kind = PRPC__TARGET_ABSTRACT;
+      snprintf(l->name, sizeof(l->name), "unix-abstract:%.*s", (int)(n - 1),
+               un->sun_path + 1);
+    } else if (n > 0 && un->sun_path[0]) {
+      l->t.kind = PRPC__TARGET_UNIX;
+      snprintf(l->name, sizeof(l->name), "unix:%.*s", (int)n, un->sun_path);
+    } else {
+      l->t.kind = PRPC__TARGET_UNIX;
+    }
+  } else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+    l->t.kind = PRPC__TARGET_TCP;
+  }
 }
 
 int prpc_server_add_listener(prpc_server *srv, const char *target,
@@ -1560,18 +1347,22 @@ int prpc_server_add_listener(prpc_server *srv, const char *target,
   case PRPC__TARGET_UNIX:
   case PRPC__TARGET_ABSTRACT:
     rc = prpc__unix_listen(&t, srv->opts.socket_mode, srv->socket_gid,
-                           &l->fd);
+                           &l->file, &l->fds[0]);
     if (rc != 0)
       return rc;
-    l->unlink_path = t.kind == PRPC__TARGET_UNIX;
+    l->n_fds = 1;
+    if (t.kind == PRPC__TARGET_ABSTRACT)
+      srv->guarded = 1;
     break;
   case PRPC__TARGET_TCP: {
-    int bound = prpc__core_server_add_tcp(srv->core, t.core);
-    if (bound <= 0)
-      return prpc__fail(-EADDRINUSE,
-                        "cannot listen on %s: the address is in use or "
-                        "cannot be resolved",
-                        target);
+    int bound = 0;
+    rc = prpc__tcp_listen(&t, l->fds, sizeof(l->fds) / sizeof(l->fds[0]),
+                          &l->n_fds, &bound);
+    if (rc != 0)
+      return rc;
+    l->t.port = bound;
+    snprintf(l->name, sizeof(l->name),
+             strchr(t.host, ':') ? "[%s]:%d" : "%s:%d", t.host, bound);
     if (port)
       *port = bound;
     break;
@@ -1585,7 +1376,11 @@ int prpc_server_add_listener(prpc_server *srv, const char *target,
     fcntl(t.fd, F_SETFD, FD_CLOEXEC);
     fcntl(t.fd, F_SETFL, fcntl(t.fd, F_GETFL) | O_NONBLOCK);
     if (listening) {
-      l->fd = t.fd;
+      name_adopted(t.fd, l);
+      if (l->t.kind == PRPC__TARGET_ABSTRACT)
+        srv->guarded = 1;
+      l->fds[0] = t.fd;
+      l->n_fds = 1;
     } else {
       int *a = realloc(srv->adopted_fds, (srv->n_adopted + 1) * sizeof(*a));
       if (!a)
@@ -1709,19 +1504,42 @@ int prpc_server_register(prpc_server *srv, const prpc_service_desc *svc,
   return prpc_server_register_ex(srv, svc, invokers, NULL, impl, user_data);
 }
 
+/* Is m a method table entry the runtime can serve? */
+static int method_ok(const prpc_method_desc *m) {
+  return m->path && m->path[0] == '/' && strchr(m->path + 1, '/') &&
+         (unsigned)m->kind <= PRPC_BIDI_STREAMING && m->codec &&
+         m->codec->encoded_size && m->codec->encode &&
+         m->codec->struct_size && m->codec->init &&
+         (m->codec->decode || m->codec->decode_into);
+}
+
 int prpc_server_register_ex(prpc_server *srv, const prpc_service_desc *svc,
                             const prpc_invoke_fn *invokers,
                             const prpc_prepare_fn *preparers,
                             const void *impl, void *user_data) {
-  if (!srv || !svc || (!invokers && svc->n_methods))
+  char *name;
+  if (!srv || !svc || !svc->name || (!svc->methods && svc->n_methods) ||
+      (!invokers && svc->n_methods))
     return prpc__fail(-EINVAL, "prpc_server_register: NULL argument");
   if (srv->state != SRV_CREATED)
     return prpc__fail(PRPC_ESTATE, "services must be registered before start");
+  /* Everything is checked and allocated before anything is recorded, so
+   * that a refused service leaves the server as it was. The methods reach
+   * gRPC core at start. */
   for (size_t i = 0; i < svc->n_methods; i++) {
     const prpc_method_desc *m = &svc->methods[i];
+    if (!method_ok(m))
+      return prpc__fail(-EINVAL, "%s: method %zu of %s has no path of the "
+                                 "form /package.Service/Method, or a bad "
+                                 "kind or codec",
+                        svc->name, i, svc->name);
     for (size_t j = 0; j < srv->n_methods; j++)
       if (strcmp(srv->methods[j].m->path, m->path) == 0)
         return prpc__fail(PRPC_EEXIST, "%s is already registered", m->path);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(svc->methods[j].path, m->path) == 0)
+        return prpc__fail(PRPC_EEXIST, "%s appears twice in %s", m->path,
+                          svc->name);
   }
   if (srv->n_methods + svc->n_methods > srv->cap_methods) {
     size_t cap = srv->cap_methods ? srv->cap_methods : 8;
@@ -1743,47 +1561,118 @@ int prpc_server_register_ex(prpc_server *srv, const prpc_service_desc *svc,
   if (!names)
     return prpc__fail(-ENOMEM, "out of memory");
   srv->service_names = names;
-  if (!(names[srv->n_service_names] = strdup(svc->name)))
+  if (!(name = strdup(svc->name)))
     return prpc__fail(-ENOMEM, "out of memory");
+  /* Nothing fails from here on. */
+  names[srv->n_service_names] = name;
   descs[srv->n_service_names] = svc;
   srv->n_service_names++;
   for (size_t i = 0; i < svc->n_methods; i++) {
-    const prpc_method_desc *m = &svc->methods[i];
-    method_entry *me = &srv->methods[srv->n_methods];
-    int payload = m->kind == PRPC_UNARY || m->kind == PRPC_SERVER_STREAMING;
-    me->m = m;
+    method_entry *me = &srv->methods[srv->n_methods++];
+    me->m = &svc->methods[i];
     me->invoke = invokers[i];
     me->prepare = preparers ? preparers[i] : NULL;
     me->impl = impl;
     me->user_data = user_data;
-    me->core_handle = grpc_server_register_method(
-        srv->core, m->path, NULL,
-        payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
-                : GRPC_SRM_PAYLOAD_NONE,
-        0);
-    if (!me->core_handle)
-      return prpc__fail(PRPC_ECORE, "gRPC core refused to register %s",
-                        m->path);
-    srv->n_methods++;
+    me->core_handle = NULL;
   }
   return 0;
 }
 
+/* The acceptor's hand-offs, on its thread. */
+static void hand_to_core(void *data, prpc__conn *c) {
+  prpc_server *srv = data;
+  prpc__core_server_add_fd(srv->core, c->fd);
+}
+
+static void hand_to_deny(void *data, prpc__conn *c) {
+  prpc_server *srv = data;
+  if (srv->deny_core)
+    prpc__core_server_add_fd(srv->deny_core, c->fd);
+  else
+    close(c->fd); /* no deny server: cannot answer, so just close */
+}
+
+static void all_hung_up(void *data) { prpc_server_shutdown(data); }
+
+/* Gives the listening sockets and adopted connections to a new acceptor. */
+static int acceptor_setup(prpc_server *srv) {
+  prpc__accept_opts o;
+  memset(&o, 0, sizeof(o));
+  o.max_connections = srv->opts.max_connections;
+  o.max_connections_per_uid = srv->opts.max_connections_per_uid;
+  o.handshake_timeout_ms = srv->opts.handshake_timeout_ms;
+  o.idle_timeout_ms = srv->opts.idle_timeout_ms;
+  o.rules = srv->rules;
+  o.n_rules = srv->n_rules;
+  o.grpc = hand_to_core;
+  o.deny = hand_to_deny;
+  o.hangup = all_hung_up;
+  o.data = srv;
+  int rc = prpc__acceptor_create(&o, &srv->acceptor);
+  if (rc != 0)
+    return rc;
+  for (size_t i = 0; i < srv->n_listeners; i++) {
+    listener *l = &srv->listeners[i];
+    for (size_t k = 0; k < l->n_fds; k++) {
+      if ((rc = prpc__acceptor_add_listener(srv->acceptor, l->fds[k],
+                                            (int)l->t.kind, l->name)) != 0)
+        return rc;
+      l->fds[k] = -1; /* the acceptor's now */
+    }
+  }
+  for (size_t i = 0; i < srv->n_adopted; i++) {
+    if ((rc = prpc__acceptor_adopt(srv->acceptor, srv->adopted_fds[i],
+                                   srv->opts.shutdown_on_hangup)) != 0)
+      return rc;
+    srv->adopted_fds[i] = -1;
+  }
+  srv->n_adopted = 0;
+  return 0;
+}
+
 int prpc_server_start(prpc_server *srv) {
+  int rc;
   if (!srv)
     return prpc__fail(-EINVAL, "prpc_server_start: server is NULL");
   if (srv->state != SRV_CREATED)
     return prpc__fail(PRPC_ESTATE, "the server was already started");
   if (srv->n_listeners == 0)
     return prpc__fail(PRPC_ESTATE, "the server has no listener");
-  srv->workers = calloc((size_t)srv->opts.threads, sizeof(*srv->workers));
-  if (!srv->workers)
-    return prpc__fail(-ENOMEM, "out of memory");
+  for (size_t i = 0; i < srv->n_methods; i++) {
+    method_entry *me = &srv->methods[i];
+    int payload = me->m->kind == PRPC_UNARY ||
+                  me->m->kind == PRPC_SERVER_STREAMING;
+    if (me->core_handle)
+      continue; /* a start that failed later registered it already */
+    me->core_handle = grpc_server_register_method(
+        srv->core, me->m->path, NULL,
+        payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
+                : GRPC_SRM_PAYLOAD_NONE,
+        0);
+    if (!me->core_handle)
+      return prpc__fail(PRPC_ECORE, "gRPC core refused to register %s",
+                        me->m->path);
+  }
+  srv->guarded |= srv->n_rules > 0;
+  if (!srv->workers) {
+    if (!(srv->workers = calloc((size_t)srv->opts.threads,
+                                sizeof(*srv->workers))))
+      return prpc__fail(-ENOMEM, "out of memory");
+    for (int i = 0; i < srv->opts.threads; i++)
+      pthread_mutex_init(&srv->workers[i].poll_mu, NULL);
+  }
+  if (!srv->acceptor && (rc = acceptor_setup(srv)) != 0)
+    return rc;
+  /* Denied peers get an answer from a server of their own; with access
+   * control in force and no such server, nothing would keep them out. */
+  if (srv->guarded && deny_start(srv) != 0)
+    return prpc__fail(PRPC_ECORE, "cannot start the server that answers "
+                                  "denied peers");
   srv->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(srv->core, srv->cq, NULL);
   for (int i = 0; i < srv->opts.threads; i++) {
     srv->workers[i].srv = srv;
-    pthread_mutex_init(&srv->workers[i].poll_mu, NULL);
     srv->workers[i].cq = srv->cq;
   }
   srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -1806,65 +1695,48 @@ int prpc_server_start(prpc_server *srv) {
         request_call(w, &srv->methods[m]);
     request_call(w, NULL);
   }
-  if (srv->n_rules > 0 && deny_start(srv) != 0)
-    prpc__log(PRPC__LOG_ERROR, "cannot start the server for denied peers: "
-                               "denied peers will be disconnected");
-  int accepting = 0;
-  for (size_t i = 0; i < srv->n_listeners; i++) {
-    listener *l = &srv->listeners[i];
-    if (l->t.kind == PRPC__TARGET_ABSTRACT && srv->n_rules == 0)
-      prpc__log(PRPC__LOG_WARN,
-                "unix-abstract:%s has no file permissions and no access "
-                "rules are set: any process in this network namespace can "
-                "connect",
-                l->t.path);
-    accepting |= l->fd >= 0;
-  }
-  if (srv->opts.shutdown_on_hangup && srv->n_adopted > 0) {
-    srv->hangup_fds = calloc(srv->n_adopted, sizeof(int));
-    for (size_t i = 0; srv->hangup_fds && i < srv->n_adopted; i++) {
-      int d = fcntl(srv->adopted_fds[i], F_DUPFD_CLOEXEC, 3);
-      if (d >= 0)
-        srv->hangup_fds[srv->n_hangup++] = d;
-    }
-  }
-  for (size_t i = 0; i < srv->n_adopted; i++)
-    admit(srv, srv->adopted_fds[i], SIZE_MAX);
-  srv->n_adopted = 0;
-  if (accepting || srv->n_hangup > 0) {
-    /* Set first: the thread reads it if it shuts the server down. */
-    srv->accept_running = 1;
-    if (pthread_create(&srv->accept_thread, NULL, accept_main, srv) != 0) {
-      srv->accept_running = 0;
-      prpc__log(PRPC__LOG_ERROR, "cannot start the accept thread");
-    }
-  }
-  /* Workers last: once they run, a handler may call
-   * prpc_server_shutdown(), which must find everything above in place.
-   * Calls that arrive before wait in gRPC core's queue. */
+  /* Workers before the acceptor: a hang-up it sees may shut the server
+   * down, which must find the workers in place. Calls that arrive
+   * meanwhile wait in gRPC core's queue. */
   for (int i = 0; i < srv->opts.threads; i++) {
     if (pthread_create(&srv->workers[i].thread, NULL, worker_main,
                        &srv->workers[i]) != 0) {
       /* Threads already running drain through the normal shutdown. */
       srv->n_workers = i;
-      prpc_server_shutdown(srv);
-      prpc_server_wait(srv);
-      return prpc__fail(-EAGAIN, "cannot start worker thread %d", i);
+      rc = prpc__fail(-EAGAIN, "cannot start worker thread %d", i);
+      goto undo;
     }
     srv->n_workers = i + 1;
   }
+  if ((rc = prpc__acceptor_start(srv->acceptor)) != 0)
+    goto undo;
   return 0;
+
+undo:
+  /* Started far enough that only a shutdown can take it back; the server
+   * is then stopped (prpc_server_destroy() frees it), and the error that
+   * stopped it is the one prpc_last_error() tells. */
+  {
+    char why[256];
+    snprintf(why, sizeof(why), "%s", prpc_last_error());
+    prpc_server_shutdown(srv);
+    prpc_server_wait(srv);
+    prpc__fail(rc, "%s", why);
+  }
+  return rc;
 }
 
+/* Closes listening sockets the acceptor never took and removes the socket
+ * files this server made. */
 static void close_listeners(prpc_server *srv) {
   for (size_t i = 0; i < srv->n_listeners; i++) {
     listener *l = &srv->listeners[i];
-    if (l->fd >= 0) {
-      close(l->fd);
-      l->fd = -1;
-      if (l->unlink_path)
-        unlink(l->t.path);
-    }
+    for (size_t k = 0; k < l->n_fds; k++)
+      if (l->fds[k] >= 0) {
+        close(l->fds[k]);
+        l->fds[k] = -1;
+      }
+    prpc__sockfile_remove(&l->file);
   }
 }
 
@@ -1886,17 +1758,10 @@ void prpc_server_shutdown(prpc_server *srv) {
   if (srv->health)
     prpc__health_all_down(srv->health);
   /* No new connections: stop accepting and close the listening sockets, so
-   * that a client is refused at once instead of waiting in the backlog. */
-  if (srv->accept_running) {
-    if (write(srv->wake[1], "x", 1) < 0 && errno != EAGAIN)
-      prpc__log(PRPC__LOG_ERROR, "cannot wake the accept thread");
-    /* The accept thread itself may be the caller (shutdown_on_hangup):
-     * then prpc_server_wait() joins it. */
-    if (!pthread_equal(pthread_self(), srv->accept_thread)) {
-      pthread_join(srv->accept_thread, NULL);
-      srv->accept_running = 0;
-    }
-  }
+   * that a client is refused at once instead of waiting in the backlog.
+   * The accept thread itself may be the caller (shutdown_on_hangup): then
+   * prpc_server_wait() finishes the stop. */
+  prpc__acceptor_stop(srv->acceptor);
   close_listeners(srv);
   /* No new calls on existing connections (GOAWAY); in-flight calls go on. */
   grpc_server_shutdown_and_notify(srv->core, srv->shutdown_cq,
@@ -1933,10 +1798,7 @@ int prpc_server_wait(prpc_server *srv) {
   }
   pthread_mutex_unlock(&srv->mu);
 
-  if (srv->accept_running) {
-    pthread_join(srv->accept_thread, NULL);
-    srv->accept_running = 0;
-  }
+  prpc__acceptor_stop(srv->acceptor);
   deny_stop(srv);
   ev = grpc_completion_queue_pluck(srv->shutdown_cq, &srv->shutdown_tag,
                                    srv->stop_deadline, NULL);
@@ -2049,8 +1911,9 @@ int prpc_server_get_stats(prpc_server *srv, prpc_server_stats *out) {
     return prpc__fail(-EINVAL, "prpc_server_get_stats: NULL argument");
   memset(out, 0, sizeof(*out));
   out->calls_active = atomic_load(&srv->busy);
-  out->connections = conns_live(srv);
-  out->connections_refused = atomic_load(&srv->refused);
+  if (srv->acceptor)
+    prpc__acceptor_stats(srv->acceptor, &out->connections,
+                         &out->connections_refused);
   return 0;
 }
 
@@ -2061,10 +1924,13 @@ void prpc_server_destroy(prpc_server *srv) {
     prpc_server_shutdown(srv);
     prpc_server_wait(srv);
   }
+  prpc__acceptor_destroy(srv->acceptor);
+  srv->acceptor = NULL;
   close_listeners(srv);
   for (size_t i = 0; i < srv->n_adopted; i++)
     close(srv->adopted_fds[i]);
   if (srv->state == SRV_CREATED) {
+    deny_stop(srv); /* a start that failed may have begun one */
     /* Never started: gRPC core still needs a shutdown before destroy. */
     srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_server_shutdown_and_notify(srv->core, srv->shutdown_cq,
@@ -2077,9 +1943,6 @@ void prpc_server_destroy(prpc_server *srv) {
     grpc_server_destroy(srv->deny_core);
   if (srv->deny_cq)
     grpc_completion_queue_destroy(srv->deny_cq);
-  for (size_t i = 0; i < srv->n_hangup; i++)
-    close(srv->hangup_fds[i]);
-  free(srv->hangup_fds);
   free(srv->rules);
   prpc__health_destroy(srv->health);
   prpc__reflection_destroy(srv->reflection);
@@ -2095,17 +1958,13 @@ void prpc_server_destroy(prpc_server *srv) {
   }
   if (srv->shutdown_cq)
     prpc__cq_destroy(srv->shutdown_cq, 1);
-  close(srv->wake[0]);
-  close(srv->wake[1]);
   close(srv->stop[0]);
   close(srv->stop[1]);
   free(srv->workers);
   free(srv->methods);
   free(srv->listeners);
   free(srv->adopted_fds);
-  free(srv->conns);
   pthread_mutex_destroy(&srv->mu);
-  pthread_mutex_destroy(&srv->conn_mu);
   pthread_cond_destroy(&srv->cv);
   free(srv);
   prpc__core_unref();

@@ -15,14 +15,9 @@
 #include <unistd.h>
 
 #include "helloworld.prpc.h"
+#include "procutil.h"
 #include "test.h"
 #include "testutil.h"
-
-#ifndef PRPC_BIN_DIR
-#error "PRPC_BIN_DIR must name the directory of greeter_client"
-#endif
-
-extern char **environ;
 
 static atomic_int calls;
 /* What the handler saw (it runs on a server thread): under a lock. */
@@ -60,42 +55,6 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
 }
 static const Helloworld__GreeterServer impl = {say_hello};
 
-static void need_root(void) {
-  if (geteuid() != 0) {
-    fprintf(stderr, "skipped: needs root to run a client as another user\n");
-    exit(77);
-  }
-}
-
-/* ---- stderr capture, for the server's log lines ---- */
-
-static int saved_stderr = -1;
-static char log_path[PATH_MAX];
-
-static void capture_stderr(const char *dir) {
-  snprintf(log_path, sizeof(log_path), "%s/stderr.log", dir);
-  fflush(stderr);
-  saved_stderr = dup(2);
-  int fd = open(log_path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-  dup2(fd, 2);
-  close(fd);
-}
-
-/* Restores stderr and returns what was written meanwhile (static). */
-static const char *captured(void) {
-  static char buf[65536];
-  fflush(stderr);
-  dup2(saved_stderr, 2);
-  close(saved_stderr);
-  FILE *f = fopen(log_path, "r");
-  size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-  if (f)
-    fclose(f);
-  buf[n] = '\0';
-  unlink(log_path);
-  return buf;
-}
-
 /* ---- helpers ---- */
 
 static prpc_server *server_with(const prpc_server_opts *opts,
@@ -130,36 +89,6 @@ static grpc_status_code hello(const char *target, const char *name,
     protobuf_c_message_free_unpacked(&rep->base, NULL);
   prpc_channel_destroy(ch);
   return c;
-}
-
-/* Runs greeter_client as another user (setpriv, from util-linux); returns
- * its exit status and its stderr in out. */
-static int client_as(int uid, int gid, const char *target, const char *name,
-                     const char *dir, char *out, size_t out_size) {
-  char uid_s[32], gid_s[32], errfile[PATH_MAX];
-  char *argv[] = {"setpriv", uid_s, gid_s, "--clear-groups",
-                  PRPC_BIN_DIR "/greeter_client", "--target", (char *)target,
-                  "--name", (char *)name, "--timeout-ms", "10000", NULL};
-  posix_spawn_file_actions_t fa;
-  pid_t pid;
-  int st;
-  snprintf(uid_s, sizeof(uid_s), "--reuid=%d", uid);
-  snprintf(gid_s, sizeof(gid_s), "--regid=%d", gid);
-  snprintf(errfile, sizeof(errfile), "%s/client.err", dir);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, errfile,
-                                   O_CREAT | O_TRUNC | O_WRONLY, 0644);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  ASSERT_EQ(posix_spawnp(&pid, "setpriv", &fa, NULL, argv, environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  ASSERT_EQ(waitpid(pid, &st, 0), pid);
-  FILE *f = fopen(errfile, "r");
-  size_t n = f ? fread(out, 1, out_size - 1, f) : 0;
-  if (f)
-    fclose(f);
-  out[n] = '\0';
-  unlink(errfile);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 /* A directory and socket that user nobody can reach. */
@@ -497,27 +426,8 @@ static void socket_activation(void) {
   test_rmdir(dir);
 }
 
-static void abstract_warning(void) {
-  char *dir = test_tmpdir();
-  char target[128];
-  snprintf(target, sizeof(target), "unix-abstract:prpc-warn-%d", (int)getpid());
-  capture_stderr(dir);
-  prpc_server *srv = server_with(NULL, target, NULL);
-  prpc_server_destroy(srv);
-  const char *log = captured();
-  ASSERT_CONTAINS(log, "has no file permissions and no access rules");
-  const char *rules[] = {"allow same-user", NULL};
-  capture_stderr(dir);
-  srv = server_with(NULL, target, rules);
-  ASSERT_EQ(hello(target, "x", 0, NULL), GRPC_STATUS_OK);
-  prpc_server_destroy(srv);
-  log = captured();
-  ASSERT(strstr(log, "no file permissions") == NULL);
-  test_rmdir(dir);
-}
-
 TEST_MAIN(CASE(socket_group), CASE(rule_errors), CASE(rules_own_uid),
           CASE(rules_other_user), CASE(file_mode_protects),
           CASE(connection_limit), CASE(spawn_child_server),
           CASE(spawn_child_client), CASE(parent_goes_away), CASE(bad_spawn),
-          CASE(socket_activation), CASE(abstract_warning))
+          CASE(socket_activation))

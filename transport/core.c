@@ -259,6 +259,32 @@ size_t prpc__core_idle_args(grpc_arg *args, int idle_ms) {
   return n;
 }
 
+size_t prpc__core_deny_args(grpc_arg *args) {
+  /* The max-age filter sends GOAWAY a second (less up to 10% jitter) after
+   * the connection was made, and the transport closes it once the calls on
+   * it have ended (at most a second later): a denied call is answered at
+   * once. An idle one goes sooner. */
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_MS;
+  args[0].value.integer = 1000;
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS;
+  args[1].value.integer = 1000;
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = (char *)GRPC_ARG_MAX_CONNECTION_IDLE_MS;
+  args[2].value.integer = 500;
+  return 3;
+}
+
+size_t prpc__core_streams_arg(grpc_arg *args, int max_streams) {
+  /* Advertised in the server's HTTP/2 SETTINGS: a gRPC client queues calls
+   * beyond it; a peer that opens more anyway loses its connection. */
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS;
+  args[0].value.integer = max_streams;
+  return 1;
+}
+
 int prpc__core_compression(const char *name, grpc_compression_algorithm *out) {
   if (!name || !grpc_compression_algorithm_parse(
                    grpc_slice_from_static_string(name), out))

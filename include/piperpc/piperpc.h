@@ -334,8 +334,9 @@ typedef struct prpc_server_opts {
   const char *socket_group; /* borrowed; group (name or number) of created
                                socket files, e.g. with socket_mode 0660;
                                NULL: the process's group */
-  int max_connections; /* unix connections held at once; beyond it new ones
-                          are refused (and logged). 0: no limit */
+  int max_connections; /* allowed connections (unix and plain TCP) held at
+                          once; beyond it new ones are refused (and
+                          logged). Denied peers do not count. 0: no limit */
   int shutdown_on_hangup; /* 1: shut down once every connected fd:N socket
                              given to prpc_server_add_listener() has been
                              closed by its peer (a child whose parent has
@@ -347,8 +348,24 @@ typedef struct prpc_server_opts {
                           reconnects by itself on its next call. Also bounds
                           the TLS handshake on TCP listeners. 0: never
                           (gRPC's default) */
+  int max_connections_per_uid; /* connections one uid (unix) or one address
+                          (TCP) may hold at once, so that no user can take
+                          them all; root and the server's own user are
+                          exempt. 0: half of max_connections, or without
+                          one half of the descriptors the process may open;
+                          -1: no limit */
+  int handshake_timeout_ms; /* a connection that has not sent the HTTP/2
+                          preface this long after it was accepted is closed.
+                          0: 5000 ms; -1: never */
+  int max_concurrent_streams; /* calls at once on one connection, sent to
+                          clients in the HTTP/2 settings (a gRPC client
+                          queues the rest; a peer that opens more loses its
+                          connection). 0: 100 */
+  int max_stream_threads; /* streaming calls whose handler runs at once (each
+                          holds a thread); beyond it a new streaming call
+                          ends with RESOURCE_EXHAUSTED. 0: 128 */
 } prpc_server_opts;
-#define PRPC_SERVER_OPTS_INIT {0, 0, 0, 0, 0, NULL, 0, 0, 0}
+#define PRPC_SERVER_OPTS_INIT {0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0}
 
 /* A server: listeners, registered services and worker threads. Opaque.
  * Lifecycle, in this order:

@@ -402,27 +402,103 @@ static void stalled_peers(void) {
   fixture_end(&f);
 }
 
-/* Without the option a stalled peer is kept (the timeout is what closes
- * it): checked for a while longer than the timeout above. */
-static void stalled_peer_kept_by_default(void) {
+/* By default (no idle timeout) a peer that never sends the HTTP/2 preface
+ * is closed after handshake_timeout_ms (5 s), while one that did and then
+ * says nothing (an idle client) is kept. */
+static void stalled_peer_closed_by_default(void) {
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
   fixture f;
   fixture_start(&f, NULL);
-  int fd = unix_connect(f.path);
-  ASSERT(fd >= 0);
-  ASSERT(closed_at(fd, test_now_ms(), 2500) < 0);
-  close(fd);
+  int silent = unix_connect(f.path), idle = unix_connect(f.path);
+  ASSERT(silent >= 0 && idle >= 0);
+  ASSERT_EQ(write(idle, preface, sizeof(preface) - 1),
+            (ssize_t)sizeof(preface) - 1);
+  ASSERT_EQ(write(idle, "\0\0\0\4\0\0\0\0\0", 9), 9); /* SETTINGS */
+  double t0 = test_now_ms();
+  double t = closed_at(silent, t0, 9000);
+  fprintf(stderr, "silent peer closed after %.0f ms (default handshake "
+                  "timeout 5000 ms)\n",
+          t - t0);
+  ASSERT(t >= 0);
+  ASSERT(t - t0 >= 4500 && t - t0 <= 8000);
+  ASSERT(closed_at(idle, test_now_ms(), 1000) < 0); /* the idle one stays */
+  close(silent);
+  close(idle);
+  ASSERT_CONTAINS(server_log(&f.sp), "no HTTP/2 preface within 5000 ms");
   fixture_end(&f);
+}
+
+/* gRPC core 1.51's own accept loop stops for good after one EMFILE
+ * (CVE-2023-4785): a TCP listener answered nothing after a burst that
+ * filled the descriptor table. piperpc accepts TCP connections itself, so
+ * both listeners serve again as soon as descriptors are free. */
+static void tcp_after_fd_exhaustion(void) {
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  char *dir = test_tmpdir();
+  char path[PATH_MAX], target[PATH_MAX + 8], tcp[64];
+  server_proc sp;
+  int fds[120], n = 0;
+  snprintf(path, sizeof(path), "%s/f.sock", dir);
+  snprintf(target, sizeof(target), "unix:%s", path);
+  /* No per-address budget, which would refuse the burst before the
+   * descriptors run out: the point is what happens when they do. */
+  const char *args[] = {"--listen", target, "--listen", "127.0.0.1:0",
+                        "--max-connections-per-uid", "-1", NULL};
+  server_spawn(dir, args, 64, 0, &sp);
+  if (!sp.ready)
+    FAIL_AT(__FILE__, __LINE__, "fault_server did not start: %s",
+            server_log(&sp));
+  snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", sp.port);
+  /* 120 TCP connections, as clients that send the preface, held for 2 s:
+   * far more than the server's 64 descriptors. */
+  for (int i = 0; i < 120; i++) {
+    int fd = tcp_connect(sp.port);
+    if (fd < 0)
+      continue;
+    send(fd, preface, sizeof(preface) - 1, MSG_NOSIGNAL);
+    fds[n++] = fd;
+  }
+  test_sleep_ms(2000);
+  for (int i = 0; i < n; i++)
+    close(fds[i]);
+  /* Both listeners serve again, each on a fresh connection. */
+  const char *targets[] = {tcp, target};
+  for (int t = 0; t < 2; t++) {
+    double t0 = test_now_ms();
+    int ok = 0;
+    while (!ok && test_now_ms() - t0 < 10000) {
+      prpc_channel *ch;
+      ASSERT_EQ(prpc_channel_create(targets[t], NULL, &ch), 0);
+      ok = unary(ch, "after the burst", 0, 2000, 0, NULL) == GRPC_STATUS_OK;
+      prpc_channel_destroy(ch);
+    }
+    fprintf(stderr, "%s served again %.0f ms after the burst ended\n",
+            targets[t], test_now_ms() - t0);
+    ASSERT(ok);
+  }
+  const char *log = server_log(&sp);
+  ASSERT_CONTAINS(log, "Too many open files (RLIMIT_NOFILE 64)");
+  ASSERT_CONTAINS(log, "accepting connections on 127.0.0.1:");
+  kill(sp.pid, SIGTERM);
+  ASSERT(proc_wait(sp.pid, 10000) != -1);
+  test_rmdir(dir);
 }
 
 /* ---- out of file descriptors ---- */
 
-/* Connects and tells whether the server took the connection (1: gRPC sent
- * its SETTINGS), refused it (0: closed at once) or left it waiting (-1). */
+/* Connects as an HTTP/2 client does (the preface first) and tells whether
+ * the server took the connection (1: gRPC sent its SETTINGS), refused it
+ * (0: closed at once) or left it waiting (-1). */
 static int try_connect(const char *path, int *fd_out) {
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
   int fd = unix_connect(path);
   char b;
   *fd_out = fd;
   if (fd < 0)
+    return -2;
+  /* A refused connection may be closed before the write: not an error. */
+  if (send(fd, preface, sizeof(preface) - 1, MSG_NOSIGNAL) < 0 &&
+      errno != EPIPE && errno != ECONNRESET)
     return -2;
   struct pollfd p = {fd, POLLIN, 0};
   if (poll(&p, 1, 2000) != 1)
@@ -544,9 +620,10 @@ static void readonly_dir(void) {
   ASSERT(st != -1 && WIFEXITED(st));
   ASSERT_EQ(WEXITSTATUS(st), 1);
   snprintf(want, sizeof(want), "cannot listen on %s/f.sock: Permission "
-                               "denied (-13: ",
+                               "denied",
            ro);
   ASSERT_CONTAINS(server_log(&sp), want);
+  ASSERT_CONTAINS(server_log(&sp), "(-13: Permission denied)");
   fprintf(stderr, "%s: %s", as_root ? "as nobody" : "as ourselves",
           server_log(&sp));
   /* In process: a missing directory and a file in the way. */
@@ -799,7 +876,9 @@ static void thousand_connections(void) {
       exit(77);
     }
   }
-  fixture_start(&f, NULL);
+  /* A streaming handler holds a thread: let each connection have one. */
+  const char *extra[] = {"--max-stream-threads", "2000", NULL};
+  fixture_start(&f, extra);
   /* Each channel its own connection: fd:N of a socket connected here
    * (channels to the same target would share one). */
   double t0 = test_now_ms();
@@ -874,7 +953,7 @@ static const test_case cases[] = {
     CASE(server_killed),
     CASE(server_restart),
     CASE(stalled_peers),
-    CASE(stalled_peer_kept_by_default),
+    CASE(stalled_peer_closed_by_default), CASE(tcp_after_fd_exhaustion),
     CASE(fd_exhaustion),
     CASE(readonly_dir),
     CASE(sigterm_drain),

@@ -178,6 +178,10 @@ int main(int argc, char **argv) {
       opts.idle_timeout_ms = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--max-connections") == 0)
       opts.max_connections = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--max-connections-per-uid") == 0)
+      opts.max_connections_per_uid = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--max-stream-threads") == 0)
+      opts.max_stream_threads = atoi(argv[i + 1]);
     else
       usage();
   }
