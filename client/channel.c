@@ -24,14 +24,29 @@ typedef struct method_handle {
   char path[]; /* "/package.Service/Method" */
 } method_handle;
 
+/* A call in flight on a channel, so that prpc_channel_destroy() can end
+ * it. Linked while the call runs (for a streaming call: until finish). */
+typedef struct live_call {
+  grpc_call *call;
+  struct live_call *prev, *next;
+} live_call;
+
+/* The channel object lives until the application has destroyed it and
+ * every call on it has finished: one reference for the application and
+ * one per call in flight. */
 struct prpc_channel {
   grpc_channel *core;
   char *target; /* as the user wrote it, for messages */
   pthread_mutex_t mu;
-  _Atomic(method_handle *) handles; /* append-only until destroy */
+  atomic_int refs;
+  int destroyed;                    /* under mu */
+  live_call live;                   /* list head, under mu */
+  _Atomic(method_handle *) handles; /* append-only until freed */
   grpc_completion_queue **cqs;      /* idle pluck queues */
   size_t n_cqs, cap_cqs;
 };
+
+#define DESTROYED_MESSAGE "the channel was destroyed"
 
 int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
                         prpc_channel **out) {
@@ -85,13 +100,17 @@ int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
   }
   pthread_mutex_init(&ch->mu, NULL);
   atomic_init(&ch->handles, NULL);
+  atomic_init(&ch->refs, 1);
+  ch->live.next = ch->live.prev = &ch->live;
   *out = ch;
   return 0;
 }
 
-void prpc_channel_destroy(prpc_channel *ch) {
+static void channel_ref(prpc_channel *ch) { atomic_fetch_add(&ch->refs, 1); }
+
+static void channel_unref(prpc_channel *ch) {
   method_handle *h, *next;
-  if (!ch)
+  if (atomic_fetch_sub(&ch->refs, 1) != 1)
     return;
   for (size_t i = 0; i < ch->n_cqs; i++)
     prpc__cq_destroy(ch->cqs[i], 1);
@@ -107,6 +126,44 @@ void prpc_channel_destroy(prpc_channel *ch) {
   prpc__core_unref();
 }
 
+/* Links a call that is starting; takes a reference on the channel. */
+static void live_add(prpc_channel *ch, live_call *lc, grpc_call *call) {
+  lc->call = call;
+  channel_ref(ch);
+  pthread_mutex_lock(&ch->mu);
+  lc->next = ch->live.next;
+  lc->prev = &ch->live;
+  ch->live.next->prev = lc;
+  ch->live.next = lc;
+  if (ch->destroyed) /* a call started while the channel went away */
+    grpc_call_cancel_with_status(call, GRPC_STATUS_CANCELLED,
+                                 DESTROYED_MESSAGE, NULL);
+  pthread_mutex_unlock(&ch->mu);
+}
+
+/* Unlinks a finished call and drops its reference. */
+static void live_remove(prpc_channel *ch, live_call *lc) {
+  pthread_mutex_lock(&ch->mu);
+  lc->prev->next = lc->next;
+  lc->next->prev = lc->prev;
+  pthread_mutex_unlock(&ch->mu);
+  channel_unref(ch);
+}
+
+void prpc_channel_destroy(prpc_channel *ch) {
+  if (!ch)
+    return;
+  /* Calls still running end now, with CANCELLED; each keeps the channel
+   * object until it is finished. */
+  pthread_mutex_lock(&ch->mu);
+  ch->destroyed = 1;
+  for (live_call *lc = ch->live.next; lc != &ch->live; lc = lc->next)
+    grpc_call_cancel_with_status(lc->call, GRPC_STATUS_CANCELLED,
+                                 DESTROYED_MESSAGE, NULL);
+  pthread_mutex_unlock(&ch->mu);
+  channel_unref(ch);
+}
+
 static grpc_completion_queue *cq_get(prpc_channel *ch) {
   grpc_completion_queue *cq = NULL;
   pthread_mutex_lock(&ch->mu);
@@ -118,6 +175,11 @@ static grpc_completion_queue *cq_get(prpc_channel *ch) {
 
 static void cq_put(prpc_channel *ch, grpc_completion_queue *cq) {
   pthread_mutex_lock(&ch->mu);
+  if (ch->destroyed) {
+    pthread_mutex_unlock(&ch->mu);
+    prpc__cq_destroy(cq, 1);
+    return;
+  }
   if (ch->n_cqs == ch->cap_cqs) {
     size_t cap = ch->cap_cqs ? ch->cap_cqs * 2 : 4;
     grpc_completion_queue **cqs = realloc(ch->cqs, cap * sizeof(*cqs));
@@ -205,6 +267,7 @@ static void status_fill(prpc_status *st, grpc_status_code code,
                         const grpc_metadata_array *headers,
                         const grpc_metadata_array *trailers) {
   st->code = code;
+  st->local_error = 0;
   free(st->message);
   st->message = NULL;
   if (local_msg)
@@ -217,11 +280,16 @@ static void status_fill(prpc_status *st, grpc_status_code code,
     prpc__md_from_core(&st->trailers, trailers);
 }
 
-/* A call that failed before it reached gRPC core. */
+/* A call that failed before it reached gRPC core: err is the piperpc
+ * result (-EINVAL, PRPC_EMSG, ...) in st->local_error, and the detail for
+ * prpc_last_error(). */
 static grpc_status_code local_failure(prpc_status *st, grpc_status_code code,
-                                      const char *msg) {
-  if (st)
+                                      int err, const char *msg) {
+  prpc__fail(err, "%s", msg);
+  if (st) {
     status_fill(st, code, grpc_empty_slice(), msg, NULL, NULL);
+    st->local_error = err;
+  }
   return code;
 }
 
@@ -326,28 +394,31 @@ static grpc_status_code unary_call(prpc_channel *ch, const prpc_method_desc *m,
   grpc_slice details = grpc_empty_slice();
   const char *local_msg = NULL;
   grpc_event ev;
+  live_call lc;
 
   if (!ch || !m || !request)
-    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT,
+    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT, -EINVAL,
                          "prpc_unary_call: NULL channel, method or request");
   if (m->kind != PRPC_UNARY)
-    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT,
+    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT, -EINVAL,
                          "prpc_unary_call: method is not unary");
   if (!dest_ok(m, dest))
-    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT,
+    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT, -EINVAL,
                          dest_mismatch(dest));
   switch (request_md(opts, &md, &n_md)) {
   case 0:
     break;
   case -EINVAL:
-    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT, prpc_last_error());
+    snprintf(errbuf, sizeof(errbuf), "%s", prpc_last_error());
+    return local_failure(st, GRPC_STATUS_INVALID_ARGUMENT, -EINVAL, errbuf);
   default:
-    return local_failure(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return local_failure(st, GRPC_STATUS_RESOURCE_EXHAUSTED, -ENOMEM,
+                         "out of memory");
   }
   send_bb = prpc__encode(m->codec, m->input, request);
   if (!send_bb) {
     free(md);
-    return local_failure(st, GRPC_STATUS_INTERNAL,
+    return local_failure(st, GRPC_STATUS_INTERNAL, PRPC_EMSG,
                          "failed to encode the request");
   }
   cq = cq_get(ch);
@@ -357,11 +428,12 @@ static grpc_status_code unary_call(prpc_channel *ch, const prpc_method_desc *m,
       cq_put(ch, cq);
     grpc_byte_buffer_destroy(send_bb);
     free(md);
-    return local_failure(st, GRPC_STATUS_INTERNAL,
+    return local_failure(st, GRPC_STATUS_INTERNAL, PRPC_ECORE,
                          "gRPC core could not create the call");
   }
   grpc_metadata_array_init(&headers);
   grpc_metadata_array_init(&trailers);
+  live_add(ch, &lc, call);
 
   memset(ops, 0, sizeof(ops));
   op_send_initial(&ops[0], opts, md, n_md);
@@ -410,6 +482,7 @@ static grpc_status_code unary_call(prpc_channel *ch, const prpc_method_desc *m,
   grpc_byte_buffer_destroy(send_bb);
   grpc_call_unref(call);
   cq_put(ch, cq);
+  live_remove(ch, &lc);
   free(md);
   return code;
 }
@@ -418,6 +491,7 @@ static grpc_status_code unary_call(prpc_channel *ch, const prpc_method_desc *m,
 
 struct prpc_call {
   prpc_channel *ch;
+  live_call lc; /* linked into the channel until finish */
   const prpc_method_desc *m;
   grpc_completion_queue *cq;
   grpc_call *call;
@@ -483,6 +557,7 @@ int prpc_call_start(prpc_channel *ch, const prpc_method_desc *m,
     grpc_call_unref(c->call);
     goto core_fail;
   }
+  live_add(ch, &c->lc, c->call);
   *out = c;
   return 0;
 
@@ -703,6 +778,8 @@ static grpc_status_code call_finish(prpc_call *c, const reply_dest *dest,
     if (code == GRPC_STATUS_UNAVAILABLE && !local_msg)
       local_msg = unavail = unavailable_message(c->ch, details);
     status_fill(st, code, details, local_msg, NULL, &trailers);
+    if (mismatch && local_msg == mismatch)
+      st->local_error = -EINVAL;
     free(unavail);
     /* Hand over the headers we already converted. */
     prpc_metadata_clear(&st->headers);
@@ -719,6 +796,7 @@ static grpc_status_code call_finish(prpc_call *c, const reply_dest *dest,
     grpc_byte_buffer_destroy(c->start_bb);
   grpc_call_unref(c->call);
   cq_put(c->ch, c->cq);
+  live_remove(c->ch, &c->lc);
   free(c->md);
   free(c);
   return code;
