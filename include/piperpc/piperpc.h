@@ -136,9 +136,19 @@ typedef struct prpc_status {
   char *message;         /* owned; NULL if the peer sent none */
   prpc_metadata headers; /* owned: the server's initial metadata */
   prpc_metadata trailers; /* owned: the server's trailing metadata */
+  int local_error; /* 0 when the status came from the server or from gRPC
+                      core (no connection, a passed deadline, ...); else
+                      the piperpc result of a mistake or failure on this
+                      side: -EINVAL (a NULL argument, the wrong method kind
+                      or codec, an unknown compression name), PRPC_EMSG
+                      (the request does not encode), -ENOMEM, PRPC_ECORE.
+                      code and message then say the same
+                      (INVALID_ARGUMENT, INTERNAL or RESOURCE_EXHAUSTED),
+                      and prpc_last_error() too: a caller can tell its own
+                      mistake from the server's answer. */
 } prpc_status;
 #define PRPC_STATUS_INIT \
-  {GRPC_STATUS_OK, NULL, PRPC_METADATA_INIT, PRPC_METADATA_INIT}
+  {GRPC_STATUS_OK, NULL, PRPC_METADATA_INIT, PRPC_METADATA_INIT, 0}
 
 /* Frees message and metadata; st is back to PRPC_STATUS_INIT. NULL is ok. */
 PRPC_API void prpc_status_clear(prpc_status *st);
@@ -289,7 +299,9 @@ PRPC_API int prpc_call_read(prpc_call *call, void **msg);
 PRPC_API int prpc_call_read_into(prpc_call *call, void *msg);
 
 /* Returns 1 if the message the last prpc_call_read() returned came
- * compressed on the wire, else 0. */
+ * compressed on the wire, 0 if not, or -ENOTSUP when the gRPC core library
+ * in use does not tell (the accessor is not part of its public API; see
+ * docs/design.md). */
 PRPC_API int prpc_call_read_compressed(const prpc_call *call);
 
 /* Waits for the server's initial metadata. Returns 0 and points *headers at
@@ -589,7 +601,8 @@ PRPC_API int prpc_ctx_set_compression(prpc_ctx *ctx, const char *algorithm);
 
 /* Returns 1 if the last request message (the request of a unary or
  * server-streaming call, else the last one prpc_ctx_read() returned) came
- * compressed on the wire, 0 if not. */
+ * compressed on the wire, 0 if not, or -ENOTSUP when the gRPC core library
+ * in use does not tell (as prpc_call_read_compressed()). */
 PRPC_API int prpc_ctx_request_compressed(const prpc_ctx *ctx);
 
 /* ---------------------------------------------------------------------- */
