@@ -269,7 +269,8 @@ size_t prpc__core_deny_args(grpc_arg *args);
 size_t prpc__core_streams_arg(grpc_arg *args, int max_streams);
 /* Parses a compression algorithm name; returns 0 or -EINVAL. */
 int prpc__core_compression(const char *name, grpc_compression_algorithm *out);
-/* 1 if the last message received on call came compressed on the wire. */
+/* 1 if the last message received on call came compressed on the wire, 0
+ * if not, -ENOTSUP when this libgrpc does not tell (transport/core.c). */
 int prpc__core_last_message_compressed(grpc_call *call);
 /* The metadata key that asks gRPC core to compress a call's messages
  * (public in <grpc/compression.h>). */

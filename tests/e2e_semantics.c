@@ -23,7 +23,8 @@ static grpc_status_code s_unary(prpc_ctx *ctx, const Test__Common__Text *req,
   const char *t = req->text ? req->text : "";
   (void)ud;
   if (strcmp(t, "compressed?") == 0) {
-    reply->text = prpc_ctx_request_compressed(ctx) ? "yes" : "no";
+    int c = prpc_ctx_request_compressed(ctx);
+    reply->text = c < 0 ? "unknown" : c ? "yes" : "no";
   } else if (strcmp(t, "gzip-reply") == 0) {
     ASSERT_EQ(prpc_ctx_set_compression(ctx, "gzip"), 0);
     ASSERT_EQ(prpc_ctx_set_compression(ctx, "lz77"), -EINVAL);
@@ -327,6 +328,36 @@ static void unary_deadline_polled(void) {
   stop();
 }
 
+/* Without the shortcuts into gRPC core's internals (as with a libgrpc that
+ * lacks them): compression works both ways, and whether a message came
+ * compressed is -ENOTSUP, not a guess. */
+static void compression_without_internals(void) {
+  prpc_channel *ch;
+  prpc_call *call;
+  prpc_call_opts opts = PRPC_CALL_OPTS_INIT;
+  Test__Common__Text req = TEST__COMMON__TEXT__INIT, *rep;
+  char out[32];
+  setenv("PRPC_NO_GRPC_INTERNALS", "1", 1);
+  start(0, 0);
+  ASSERT_EQ(prpc_channel_create(target, NULL, &ch), 0);
+  opts.compression = "gzip";
+  ASSERT_EQ(text_call(ch, "compressed?", &opts, out, sizeof(out), NULL),
+            GRPC_STATUS_OK);
+  ASSERT_STREQ(out, "unknown");
+  req.text = "gzip-reply";
+  ASSERT_EQ(prpc_call_start(ch, &test__multi__v1__streamer__prpc_service
+                                     .methods[0],
+                            &req, NULL, &call),
+            0);
+  ASSERT_EQ(prpc_call_read(call, (void **)&rep), 1);
+  ASSERT_EQ(rep->blob.len, 100000);
+  ASSERT_EQ(prpc_call_read_compressed(call), -ENOTSUP);
+  protobuf_c_message_free_unpacked(&rep->base, NULL);
+  ASSERT_EQ(prpc_call_finish(call, NULL, NULL), GRPC_STATUS_OK);
+  prpc_channel_destroy(ch);
+  stop();
+}
+
 TEST_MAIN(CASE(client_compression), CASE(server_compression),
           CASE(stream_compression), CASE(size_limits), CASE(unary_cancel),
-          CASE(unary_deadline_polled))
+          CASE(unary_deadline_polled), CASE(compression_without_internals))

@@ -4,7 +4,8 @@
 # sends: its dynamic symbol table (and the nanopb codec's static library)
 # may not import abort, exit, assert, raise
 # or any stdout writer, and every fprintf/fputs/fwrite/vfprintf in its
-# sources writes to stderr. Skipped (77) in sanitizer builds, whose
+# sources writes to stderr. It imports from gRPC core only what gRPC's
+# public headers declare, and no C++ symbol. Skipped (77) in sanitizer builds, whose
 # runtimes add their own imports.
 set -euo pipefail
 lib=$1 src=$2 san=${3:-}
@@ -26,6 +27,30 @@ if [ -n "$bad" ]; then
   echo "$bad" >&2
   exit 1
 fi
+# gRPC core's public API only: no C++ (mangled) import, and every symbol
+# taken from libgrpc or libgpr is declared in a public header, so that a
+# libgrpc update that keeps its C API cannot keep the library from loading
+# (the internals piperpc may use are looked up at run time: transport/core.c).
+cxx=$(grep -E '^_Z' <<< "$imports" || true)
+if [ -n "$cxx" ]; then
+  echo "libpiperpc imports C++ symbols (internals of gRPC or abseil):" >&2
+  echo "$cxx" >&2
+  exit 1
+fi
+grpc_libs=$(ldd "$lib" | awk '/libgrpc\.so|libgpr\.so/ {print $3}')
+grpc_defs=$(for l in $grpc_libs; do nm -D --defined-only "$l"; done |
+  awk '{print $3}' | sed 's/@.*//' | sort -u)
+from_grpc=$(comm -12 <(sort -u <<< "$imports") <(cat <<< "$grpc_defs"))
+undeclared=""
+for sym in $from_grpc; do
+  grep -rqw -- "$sym" /usr/include/grpc || undeclared+="$sym "
+done
+if [ -n "$undeclared" ]; then
+  echo "libpiperpc imports gRPC symbols no public header declares:" >&2
+  echo "$undeclared" >&2
+  exit 1
+fi
+
 # Writers that take a stream: only ever stderr in the library's sources.
 cd "$src"
 files=(runtime/*.c transport/*.c client/*.c server/*.c)
@@ -38,4 +63,5 @@ if [ -n "$stray" ]; then
   exit 1
 fi
 echo "$(wc -l <<< "$imports") imports checked: no abort/exit/assert/stdout;" \
+  "$(wc -w <<< "$from_grpc") from gRPC, all in its public headers;" \
   "$(grep -c . <<< "$calls") stream writes, all to stderr"

@@ -21,6 +21,30 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Shortcuts into what gRPC core and abseil do not publish
+ *
+ * Three things piperpc does reach for outside gRPC core's public C API:
+ * abseil's switch for its mutex deadlock detector (speed), the flags of the
+ * last message a call received (whether it came compressed), and gRPC's
+ * poller wakeup at shutdown (a prompt exit). Each is looked up at run time
+ * (dlsym, /proc), used only when it is found and gRPC core is the version
+ * piperpc was built against, and its absence costs only speed, a few
+ * seconds at exit, or an answer of -ENOTSUP from the compressed() queries:
+ * a libgrpc without them (a security update, another build) loads, calls
+ * and shuts down the same. PRPC_NO_GRPC_INTERNALS=1 in the environment
+ * switches all three off; the tests run the fallbacks that way. */
+static int internals_ok(void) {
+  static atomic_int ok = -1;
+  int v = atomic_load(&ok);
+  if (v < 0) {
+    const char *off = getenv("PRPC_NO_GRPC_INTERNALS");
+    v = !(off && strcmp(off, "1") == 0) &&
+        strcmp(grpc_version_string(), PRPC__GRPC_CORE_VERSION) == 0;
+    atomic_store(&ok, v);
+  }
+  return v;
+}
+
 /* gRPC core locks with absl::Mutex. Debian's abseil is built with its
  * deadlock detector on, which keeps a graph of every lock order: a good
  * part of the CPU of a small call. It is a debugging aid, so switch it
@@ -29,7 +53,7 @@
 static void absl_fast_mutexes(void) {
   typedef void (*set_mode_fn)(int);
   const char *keep = getenv("PRPC_ABSL_DEADLOCK_DETECTION");
-  if (keep && strcmp(keep, "1") == 0)
+  if ((keep && strcmp(keep, "1") == 0) || !internals_ok())
     return;
   set_mode_fn set_mode = (set_mode_fn)(uintptr_t)dlsym(
       RTLD_DEFAULT,
@@ -168,7 +192,7 @@ static void shutdown_kicked(void) {
   pthread_condattr_t attr;
   pthread_t th;
   int started = 0;
-  k.fd = grpc_wakeup_fd_dup();
+  k.fd = internals_ok() ? grpc_wakeup_fd_dup() : -1;
   k.stop = 0;
   if (k.fd >= 0) {
     pthread_mutex_init(&k.mu, NULL);
@@ -296,14 +320,26 @@ int prpc__core_compression(const char *name, grpc_compression_algorithm *out) {
  * GRPC_WRITE_INTERNAL_COMPRESS (0x80000000) or, once the decompression
  * filter has inflated it, GRPC_WRITE_INTERNAL_TEST_ONLY_WAS_COMPRESSED
  * (0x40000000) says it came compressed. The accessor is exported by
- * libgrpc 1.51 but declared only in an internal C++ header, so it is bound
- * here by its C++ symbol name. gRPC C++ reads it the same way for its
- * interop server's expect_compressed checks. */
-extern uint32_t prpc__grpc_message_flags(grpc_call *call) __asm__(
-    "_Z37grpc_call_test_only_get_message_flagsP9grpc_call");
+ * libgrpc 1.51 but declared only in an internal C++ header: it is looked up
+ * by its C++ symbol name at run time (gRPC C++ reads it the same way for
+ * its interop server's expect_compressed checks), so that a libgrpc
+ * without it still loads. */
+typedef uint32_t (*message_flags_fn)(grpc_call *call);
+
+static message_flags_fn message_flags;
+
+static void find_message_flags(void) {
+  if (internals_ok())
+    message_flags = (message_flags_fn)(uintptr_t)dlsym(
+        RTLD_DEFAULT, "_Z37grpc_call_test_only_get_message_flagsP9grpc_call");
+}
 
 int prpc__core_last_message_compressed(grpc_call *call) {
-  return (prpc__grpc_message_flags(call) & 0xc0000000u) != 0;
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, find_message_flags);
+  if (!message_flags)
+    return -ENOTSUP;
+  return (message_flags(call) & 0xc0000000u) != 0;
 }
 
 /* Reads a whole (PEM) file into a NUL-terminated string, or NULL with a

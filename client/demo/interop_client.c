@@ -4,6 +4,7 @@
  * Prints "PASS name" or "FAIL name: reason" per case, then
  * "N passed, N failed"; exits 0 only if every case passed. */
 #include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,7 +136,7 @@ static int large_unary_with(const char *compression, int expect_compressed,
   int ok = rep->payload && all_zero(&rep->payload->body, 314159);
   protobuf_c_message_free_unpacked(&rep->base, NULL);
   CHECK(ok, "reply payload is not 314159 zero bytes");
-  if (response_compressed >= 0)
+  if (response_compressed >= 0 && was_compressed != -ENOTSUP)
     CHECK(was_compressed == response_compressed,
           "reply compressed=%d, asked %d", was_compressed,
           response_compressed);
@@ -255,7 +256,7 @@ static int output_stream(const int *sizes, const int *compressed, size_t n) {
       prpc_call_finish(call, NULL, NULL);
       return fail("response %zu has the wrong payload", got);
     }
-    if (compressed && comp != compressed[got]) {
+    if (compressed && comp >= 0 && comp != compressed[got]) {
       prpc_call_cancel(call);
       prpc_call_finish(call, NULL, NULL);
       return fail("response %zu compressed=%d, asked %d", got, comp,

@@ -29,6 +29,8 @@ static grpc_status_code check_compression(prpc_ctx *ctx,
   if (!exp)
     return GRPC_STATUS_OK;
   int got = prpc_ctx_request_compressed(ctx);
+  if (got < 0)
+    return GRPC_STATUS_OK; /* this libgrpc does not tell: cannot check */
   if (exp->value && !got) {
     prpc_ctx_set_message(ctx, "expected a compressed request, got it plain");
     return GRPC_STATUS_INVALID_ARGUMENT;
