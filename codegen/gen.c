@@ -374,23 +374,29 @@ static int is_c_keyword(const char *s) {
 /* The functions a method adds after "<service>_client__" (side 0) or
  * "<service>_server__" (side 1): its C name and a suffix per kind. Fills
  * out[] (at most 3) and returns how many. */
-static size_t method_suffixes(const method *m, int side, const char *out[3]) {
+static size_t method_suffixes(const method *m, int side, const char *out[8]) {
   size_t n = 0;
   if (side == 0) {
     if (!m->client_streaming && !m->server_streaming) {
       out[n++] = "";
+      out[n++] = "_async";
       return n;
     }
     out[n++] = "_start";
-    if (m->client_streaming)
+    out[n++] = "_start_async";
+    if (m->client_streaming) {
       out[n++] = "_write";
+      out[n++] = "_send";
+    }
     if (m->server_streaming)
       out[n++] = "_read";
     if (m->client_streaming && !m->server_streaming)
       out[n++] = "_finish";
   } else {
-    if (m->server_streaming)
+    if (m->server_streaming) {
       out[n++] = "_write";
+      out[n++] = "_send";
+    }
     if (m->client_streaming)
       out[n++] = "_read";
   }
@@ -416,7 +422,7 @@ static int check_function_names(gen *g, const FileProto *f, const service *s) {
   for (int side = 0; side < 2; side++)
     for (size_t i = 0; i < s->n; i++) {
       const method *mi = &s->methods[i];
-      const char *si[3], *sj[3];
+      const char *si[8], *sj[8];
       size_t ni = method_suffixes(mi, side, si);
       for (size_t j = 0; j < i; j++) {
         const method *mj = &s->methods[j];
@@ -571,6 +577,17 @@ static void emit_header_service(sb *h, const service *s) {
                 "    const %s *request, const prpc_call_opts *opts,\n"
                 "    %s *reply, prpc_status *status);\n",
                 m->path, m->out_type, fn, m->lower, m->in_type, m->out_type);
+      sb_printf(h,
+                "/* Calls %s and returns at once; done gets the reply (in "
+                "*reply, which\n * must stay valid until then) and the "
+                "status. See prpc_unary_call_async_into(). */\n"
+                "int %s_client__%s_async(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts, %s "
+                "*reply,\n"
+                "    void (*done)(%s *reply, const prpc_status *status, "
+                "void *user_data),\n"
+                "    void *user_data);\n",
+                m->path, fn, m->lower, m->in_type, m->out_type, m->out_type);
       continue;
     }
     if (!m->client_streaming && !m->server_streaming) {
@@ -581,6 +598,17 @@ static void emit_header_service(sb *h, const service *s) {
                 "grpc_status_code %s_client__%s(prpc_channel *channel,\n"
                 "    const %s *request, const prpc_call_opts *opts,\n"
                 "    %s **reply, prpc_status *status);\n",
+                m->path, fn, m->lower, m->in_type, m->out_type);
+      sb_printf(h,
+                "/* Calls %s and returns at once; done gets the reply "
+                "(borrowed until it\n * returns; NULL unless "
+                "GRPC_STATUS_OK) and the status. See\n * "
+                "prpc_unary_call_async(). */\n"
+                "int %s_client__%s_async(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    void (*done)(%s *reply, const prpc_status *status, "
+                "void *user_data),\n"
+                "    void *user_data);\n",
                 m->path, fn, m->lower, m->in_type, m->out_type);
       continue;
     }
@@ -614,6 +642,29 @@ static void emit_header_service(sb *h, const service *s) {
                 "grpc_status_code %s_client__%s_finish(prpc_call *call,\n"
                 "    %s %s, prpc_status *status);\n",
                 fn, m->lower, m->out_type, s->nanopb ? "*reply" : "**reply");
+    sb_printf(h,
+              "/* Asynchronously: callbacks get the %ss and the end; see "
+              "prpc_call_start_async(). */\n",
+              m->out_type);
+    if (m->server_streaming && !m->client_streaming)
+      sb_printf(h,
+                "int %s_client__%s_start_async(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    const prpc_call_callbacks *callbacks, void *user_data,\n"
+                "    prpc_call **call);\n",
+                fn, m->lower, m->in_type);
+    else
+      sb_printf(h,
+                "int %s_client__%s_start_async(prpc_channel *channel,\n"
+                "    const prpc_call_opts *opts, const prpc_call_callbacks "
+                "*callbacks,\n"
+                "    void *user_data, prpc_call **call);\n",
+                fn, m->lower);
+    if (m->client_streaming)
+      sb_printf(h,
+                "/* Queues one %s; see prpc_call_send(). */\n"
+                "int %s_client__%s_send(prpc_call *call, const %s *msg);\n",
+                m->in_type, fn, m->lower, m->in_type);
   }
 
   if (s->nanopb)
@@ -701,15 +752,23 @@ static void emit_header_service(sb *h, const service *s) {
             "impl and\n * user_data are borrowed and must outlive the "
             "server. Returns 0 or a\n * negative PRPC_E* or -errno code. */\n"
             "int %s_server__register(prpc_server *server,\n"
+            "    const %sServer *impl, void *user_data);\n"
+            "/* The same with handlers that never block (PRPC_ASYNC_HANDLERS): "
+            "streaming ones\n * run inline and use _send(), "
+            "prpc_ctx_read_async() and prpc_ctx_finish(). */\n"
+            "int %s_server__register_async(prpc_server *server,\n"
             "    const %sServer *impl, void *user_data);\n",
-            s->lower, s->camel);
+            s->lower, s->camel, s->lower, s->camel);
   for (size_t i = 0; i < s->n; i++) {
     const method *m = &s->methods[i];
     if (m->server_streaming)
       sb_printf(h,
                 "/* Sends one %s to the client; see prpc_ctx_write(). */\n"
-                "int %s_server__%s_write(prpc_ctx *ctx, const %s *msg);\n",
-                m->out_type, s->lower, m->lower, m->out_type);
+                "int %s_server__%s_write(prpc_ctx *ctx, const %s *msg);\n"
+                "/* Queues one %s, from any thread; see prpc_ctx_send(). */\n"
+                "int %s_server__%s_send(prpc_ctx *ctx, const %s *msg);\n",
+                m->out_type, s->lower, m->lower, m->out_type, m->out_type,
+                s->lower, m->lower, m->out_type);
     if (m->client_streaming && s->nanopb)
       sb_printf(h,
                 "/* Receives one %s into the handler's *msg; see "
@@ -723,6 +782,49 @@ static void emit_header_service(sb *h, const service *s) {
                 "int %s_server__%s_read(prpc_ctx *ctx, %s **msg);\n",
                 m->in_type, s->lower, m->lower, m->in_type);
   }
+}
+
+/* The asynchronous form of a unary method: a trampoline casts the
+ * caller's typed callback back to its own type (kept with the call by
+ * prpc_unary_call_async_fn()) and calls it. */
+static void emit_unary_async(sb *c, const service *s, const method *m,
+                             size_t i) {
+  const char *fn = s->lower, *md = m->lower;
+  sb_printf(c,
+            "\nstatic void %s__%s__done(prpc_call *call, void *reply,\n"
+            "    const prpc_status *status, void *user_data) {\n"
+            "  ((void (*)(%s *, const prpc_status *, void *))"
+            "prpc_call_fn(call))(\n"
+            "      reply, status, user_data);\n"
+            "}\n",
+            fn, md, m->out_type);
+  if (s->nanopb)
+    sb_printf(c,
+              "\nint %s_client__%s_async(prpc_channel *channel,\n"
+              "    const %s *request, const prpc_call_opts *opts, %s "
+              "*reply,\n"
+              "    void (*done)(%s *reply, const prpc_status *status, "
+              "void *user_data),\n"
+              "    void *user_data) {\n"
+              "  if (!reply)\n"
+              "    return -22; /* -EINVAL */\n"
+              "  return prpc_unary_call_async_fn(channel, &%s__methods[%zu], "
+              "request, opts,\n"
+              "      reply, %s__%s__done, (prpc_fn)done, user_data, NULL);\n"
+              "}\n",
+              fn, md, m->in_type, m->out_type, m->out_type, fn, i, fn, md);
+  else
+    sb_printf(c,
+              "\nint %s_client__%s_async(prpc_channel *channel,\n"
+              "    const %s *request, const prpc_call_opts *opts,\n"
+              "    void (*done)(%s *reply, const prpc_status *status, "
+              "void *user_data),\n"
+              "    void *user_data) {\n"
+              "  return prpc_unary_call_async_fn(channel, &%s__methods[%zu], "
+              "request, opts,\n"
+              "      NULL, %s__%s__done, (prpc_fn)done, user_data, NULL);\n"
+              "}\n",
+              fn, md, m->in_type, m->out_type, fn, i, fn, md);
 }
 
 static void emit_source_service(sb *c, const service *s) {
@@ -760,6 +862,7 @@ static void emit_source_service(sb *c, const service *s) {
                 "                              reply, status);\n"
                 "}\n",
                 fn, md, m->in_type, m->out_type, fn, i);
+      emit_unary_async(c, s, m, i);
       continue;
     }
     if (!m->client_streaming && !m->server_streaming) {
@@ -776,6 +879,7 @@ static void emit_source_service(sb *c, const service *s) {
                 "  return code;\n"
                 "}\n",
                 fn, md, m->in_type, m->out_type, fn, i);
+      emit_unary_async(c, s, m, i);
       continue;
     }
     if (m->server_streaming && !m->client_streaming)
@@ -795,12 +899,39 @@ static void emit_source_service(sb *c, const service *s) {
                 "opts, call);\n"
                 "}\n",
                 fn, md, fn, i);
+    if (m->server_streaming && !m->client_streaming)
+      sb_printf(c,
+                "\nint %s_client__%s_start_async(prpc_channel *channel,\n"
+                "    const %s *request, const prpc_call_opts *opts,\n"
+                "    const prpc_call_callbacks *callbacks, void *user_data,\n"
+                "    prpc_call **call) {\n"
+                "  return prpc_call_start_async(channel, &%s__methods[%zu], "
+                "request, opts,\n"
+                "                               callbacks, user_data, "
+                "call);\n"
+                "}\n",
+                fn, md, m->in_type, fn, i);
+    else
+      sb_printf(c,
+                "\nint %s_client__%s_start_async(prpc_channel *channel,\n"
+                "    const prpc_call_opts *opts, const prpc_call_callbacks "
+                "*callbacks,\n"
+                "    void *user_data, prpc_call **call) {\n"
+                "  return prpc_call_start_async(channel, &%s__methods[%zu], "
+                "NULL, opts,\n"
+                "                               callbacks, user_data, "
+                "call);\n"
+                "}\n",
+                fn, md, fn, i);
     if (m->client_streaming)
       sb_printf(c,
                 "\nint %s_client__%s_write(prpc_call *call, const %s *msg) {\n"
                 "  return prpc_call_write(call, msg);\n"
+                "}\n"
+                "\nint %s_client__%s_send(prpc_call *call, const %s *msg) {\n"
+                "  return prpc_call_send(call, msg, 0);\n"
                 "}\n",
-                fn, md, m->in_type);
+                fn, md, m->in_type, fn, md, m->in_type);
     if (m->server_streaming && s->nanopb)
       sb_printf(c,
                 "\nint %s_client__%s_read(prpc_call *call, %s *msg) {\n"
@@ -870,8 +1001,8 @@ static void emit_source_service(sb *c, const service *s) {
                 fn, m->lower, s->camel, m->lower, m->lower);
   }
   sb_printf(c,
-            "\nint %s_server__register(prpc_server *server,\n"
-            "    const %sServer *impl, void *user_data) {\n",
+            "\nstatic int %s__register(prpc_server *server,\n"
+            "    const %sServer *impl, void *user_data, unsigned flags) {\n",
             fn, s->camel);
   if (s->n) {
     sb_printf(c, "  prpc_invoke_fn invokers[%zu];\n", s->n);
@@ -891,33 +1022,49 @@ static void emit_source_service(sb *c, const service *s) {
     }
     sb_printf(c,
               "  };\n"
-              "  return prpc_server_register_ex(server, &%s__prpc_service, "
-              "invokers,\n"
-              "                                 preparers, impl, "
-              "user_data);\n}\n",
+              "  return prpc_server_register_flags(server, "
+              "&%s__prpc_service, invokers,\n"
+              "                                    preparers, impl, "
+              "user_data, flags);\n}\n",
               fn);
   } else if (s->n) {
     sb_printf(c,
-              "  return prpc_server_register(server, &%s__prpc_service, "
-              "invokers, impl,\n"
-              "                              user_data);\n}\n",
+              "  return prpc_server_register_flags(server, "
+              "&%s__prpc_service, invokers,\n"
+              "                                    NULL, impl, user_data, "
+              "flags);\n}\n",
               fn);
   } else {
     sb_printf(c,
               "  (void)impl;\n"
-              "  return prpc_server_register(server, &%s__prpc_service, "
-              "NULL, NULL,\n"
-              "                              user_data);\n}\n",
+              "  return prpc_server_register_flags(server, "
+              "&%s__prpc_service, NULL,\n"
+              "                                    NULL, NULL, user_data, "
+              "flags);\n}\n",
               fn);
   }
+  sb_printf(c,
+            "\nint %s_server__register(prpc_server *server,\n"
+            "    const %sServer *impl, void *user_data) {\n"
+            "  return %s__register(server, impl, user_data, 0);\n"
+            "}\n"
+            "\nint %s_server__register_async(prpc_server *server,\n"
+            "    const %sServer *impl, void *user_data) {\n"
+            "  return %s__register(server, impl, user_data, "
+            "PRPC_ASYNC_HANDLERS);\n"
+            "}\n",
+            fn, s->camel, fn, fn, s->camel, fn);
   for (size_t i = 0; i < s->n; i++) {
     const method *m = &s->methods[i];
     if (m->server_streaming)
       sb_printf(c,
                 "\nint %s_server__%s_write(prpc_ctx *ctx, const %s *msg) {\n"
                 "  return prpc_ctx_write(ctx, msg);\n"
+                "}\n"
+                "\nint %s_server__%s_send(prpc_ctx *ctx, const %s *msg) {\n"
+                "  return prpc_ctx_send(ctx, msg, 0);\n"
                 "}\n",
-                fn, m->lower, m->out_type);
+                fn, m->lower, m->out_type, fn, m->lower, m->out_type);
     if (m->client_streaming && s->nanopb)
       sb_printf(c,
                 "\nint %s_server__%s_read(prpc_ctx *ctx, %s *msg) {\n"

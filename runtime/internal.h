@@ -294,33 +294,6 @@ void prpc__core_server_add_fd(grpc_server *srv, int fd);
 /* Shuts a completion queue down, drains it, destroys it. */
 void prpc__cq_destroy(grpc_completion_queue *cq, int pluck);
 
-/* ---- the health service (server/health.c) ---- */
-typedef struct prpc__health prpc__health;
-/* Registers grpc.health.v1.Health on srv. */
-int prpc__health_create(prpc_server *srv, prpc__health **out);
-/* The services registered on the server (borrowed, must outlive h): they
- * report SERVING unless set otherwise. */
-void prpc__health_known(prpc__health *h, const char *const *services,
-                        size_t n);
-int prpc__health_set(prpc__health *h, const char *service, int serving);
-void prpc__health_all_down(prpc__health *h);
-void prpc__health_destroy(prpc__health *h);
-
-/* ---- the reflection service (server/reflection.c) ---- */
-typedef struct prpc__reflection prpc__reflection;
-struct prpc_service_desc;
-/* Registers grpc.reflection.v1 and v1alpha ServerReflection on srv. On an
- * error after the first registration *out is set all the same: the server
- * must destroy it. */
-int prpc__reflection_create(prpc_server *srv, prpc__reflection **out);
-/* Indexes the descriptors of the services registered on the server (names
- * borrowed, must outlive r), before the server starts. Returns 0 or
- * -ENOMEM (reflection then knows only the service names). */
-int prpc__reflection_build(prpc__reflection *r,
-                           const struct prpc_service_desc *const *services,
-                           const char *const *names, size_t n);
-void prpc__reflection_destroy(prpc__reflection *r);
-
 /* ---- time ---- */
 gpr_timespec prpc__deadline_from_ms(int64_t timeout_ms);
 int64_t prpc__ms_until(gpr_timespec deadline); /* -1 for infinite */

@@ -1,12 +1,14 @@
 /* The standard health service, grpc.health.v1.Health, built into the
- * server: Check answers at once, Watch streams every change. */
+ * server on its public API: Check answers at once; Watch is an
+ * asynchronous stream (no thread per watcher) that is sent every change,
+ * and that ends when the server's shutdown begins, after NOT_SERVING. */
 #include "../runtime/internal.h"
+#include "hooks.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "grpc/health/v1/health.prpc.h"
 
@@ -15,15 +17,24 @@ typedef struct entry {
   int serving;
 } entry;
 
-struct prpc__health {
+typedef struct health health;
+
+typedef struct watcher {
+  struct watcher *next;
+  health *h;
+  prpc_ctx *ctx;
+  char *service;
+  int last; /* the status it was sent last */
+} watcher;
+
+struct health {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
   entry *entries; /* statuses the application set */
   size_t n;
-  unsigned version; /* bumped on every change, for Watch */
-  int all_down;     /* a graceful shutdown has begun */
+  int all_down;    /* a graceful shutdown has begun */
   const char *const *known; /* services registered with the server */
   size_t n_known;
+  watcher *watchers;
 };
 
 enum {
@@ -34,8 +45,8 @@ enum {
       GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
 };
 
-/* Status of a service; the caller holds mu. */
-static int status_of(prpc__health *h, const char *service) {
+/* Status of a service; mu held. */
+static int status_of(health *h, const char *service) {
   for (size_t i = 0; i < h->n; i++)
     if (strcmp(h->entries[i].service, service) == 0)
       return h->all_down || !h->entries[i].serving ? ST_NOT_SERVING
@@ -52,7 +63,7 @@ static grpc_status_code check(prpc_ctx *ctx,
                               const Grpc__Health__V1__HealthCheckRequest *req,
                               Grpc__Health__V1__HealthCheckResponse *reply,
                               void *user_data) {
-  prpc__health *h = user_data;
+  health *h = user_data;
   pthread_mutex_lock(&h->mu);
   int st = status_of(h, req->service ? req->service : "");
   pthread_mutex_unlock(&h->mu);
@@ -64,74 +75,158 @@ static grpc_status_code check(prpc_ctx *ctx,
   return GRPC_STATUS_OK;
 }
 
+/* Sends a watcher its service's status if it changed; mu held (sending
+ * only queues: it calls nothing back). */
+static void tell(health *h, watcher *w) {
+  int st = status_of(h, w->service);
+  if (st == w->last)
+    return;
+  Grpc__Health__V1__HealthCheckResponse out =
+      GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+  out.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)st;
+  if (grpc__health__v1__health_server__watch_send(w->ctx, &out) == 0)
+    w->last = st;
+}
+
+/* The watcher's call is over: forget it. */
+static void watch_done(prpc_ctx *ctx, int cancelled, void *user_data) {
+  watcher *w = user_data;
+  health *h = w->h;
+  (void)ctx;
+  (void)cancelled;
+  pthread_mutex_lock(&h->mu);
+  for (watcher **p = &h->watchers; *p; p = &(*p)->next)
+    if (*p == w) {
+      *p = w->next;
+      break;
+    }
+  pthread_mutex_unlock(&h->mu);
+  free(w->service);
+  free(w);
+}
+
+static const prpc_ctx_callbacks watch_callbacks = {
+    .on_done = watch_done};
+
 static grpc_status_code watch(prpc_ctx *ctx,
                               const Grpc__Health__V1__HealthCheckRequest *req,
                               void *user_data) {
-  prpc__health *h = user_data;
-  const char *service = req->service ? req->service : "";
-  int last = -1;
-  pthread_mutex_lock(&h->mu);
-  for (;;) {
-    int st = status_of(h, service);
-    unsigned seen = h->version;
-    if (st != last) {
-      Grpc__Health__V1__HealthCheckResponse out =
-          GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-      out.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)st;
-      pthread_mutex_unlock(&h->mu);
-      if (grpc__health__v1__health_server__watch_write(ctx, &out) != 0)
-        return GRPC_STATUS_CANCELLED;
-      last = st;
-      pthread_mutex_lock(&h->mu);
-      continue;
-    }
-    /* Wait for a change; look at the call now and then, since a client
-     * that goes away does not signal this condition. */
-    while (h->version == seen) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 100000000;
-      if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-      }
-      pthread_cond_timedwait(&h->cv, &h->mu, &ts);
-      if (h->version == seen && prpc_ctx_is_cancelled(ctx)) {
-        pthread_mutex_unlock(&h->mu);
-        return GRPC_STATUS_CANCELLED;
-      }
-    }
+  health *h = user_data;
+  watcher *w = calloc(1, sizeof(*w));
+  if (!w || !(w->service = strdup(req->service ? req->service : ""))) {
+    free(w);
+    prpc_ctx_set_message(ctx, "out of memory");
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
   }
+  w->h = h;
+  w->ctx = ctx;
+  w->last = -1;
+  pthread_mutex_lock(&h->mu);
+  if (h->all_down) {
+    /* Shutting down already: the status, and the end. */
+    int st = status_of(h, w->service);
+    pthread_mutex_unlock(&h->mu);
+    Grpc__Health__V1__HealthCheckResponse out =
+        GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    out.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)st;
+    grpc__health__v1__health_server__watch_send(ctx, &out);
+    free(w->service);
+    free(w);
+    prpc_ctx_set_message(ctx, "the server is shutting down");
+    return GRPC_STATUS_UNAVAILABLE;
+  }
+  w->next = h->watchers;
+  h->watchers = w;
+  tell(h, w);
+  if (prpc_ctx_set_callbacks(ctx, &watch_callbacks, w) != 0) {
+    h->watchers = w->next;
+    pthread_mutex_unlock(&h->mu);
+    free(w->service);
+    free(w);
+    return GRPC_STATUS_INTERNAL;
+  }
+  pthread_mutex_unlock(&h->mu);
+  return prpc_ctx_defer(ctx);
 }
 
-int prpc__health_create(prpc_server *srv, prpc__health **out) {
-  static const Grpc__Health__V1__HealthServer impl = {check, watch};
-  prpc__health *h = calloc(1, sizeof(*h));
-  int rc;
-  if (!h)
-    return prpc__fail(-ENOMEM, "out of memory");
-  pthread_mutex_init(&h->mu, NULL);
-  pthread_cond_init(&h->cv, NULL);
-  if ((rc = grpc__health__v1__health_server__register(srv, &impl, h)) != 0) {
-    prpc__health_destroy(h);
-    return rc;
-  }
-  *out = h;
+/* ---- its hooks into the server's life ---- */
+
+static int health_start(void *data, const prpc_service_desc *const *services,
+                        const char *const *names, size_t n) {
+  health *h = data;
+  (void)services;
+  pthread_mutex_lock(&h->mu);
+  h->known = names;
+  h->n_known = n;
+  pthread_mutex_unlock(&h->mu);
   return 0;
 }
 
-void prpc__health_known(prpc__health *h, const char *const *services,
-                        size_t n) {
+/* Everything goes NOT_SERVING; watchers are told, and their streams end
+ * (a watcher would otherwise hold the drain for the whole grace period). */
+static void health_shutdown(void *data) {
+  health *h = data;
   pthread_mutex_lock(&h->mu);
-  h->known = services;
-  h->n_known = n;
+  h->all_down = 1;
+  for (watcher *w = h->watchers; w; w = w->next) {
+    tell(h, w);
+    prpc_ctx_set_message(w->ctx, "the server is shutting down");
+    /* Ends after the NOT_SERVING queued above; on_done (which takes mu)
+     * runs later, on the server's loop. */
+    prpc_ctx_finish(w->ctx, GRPC_STATUS_UNAVAILABLE);
+  }
   pthread_mutex_unlock(&h->mu);
 }
 
-int prpc__health_set(prpc__health *h, const char *service, int serving) {
+static void health_destroy(void *data) {
+  health *h = data;
+  for (size_t i = 0; i < h->n; i++)
+    free(h->entries[i].service);
+  free(h->entries);
+  pthread_mutex_destroy(&h->mu);
+  free(h);
+}
+
+static const prpc__hook health_hook = {"health", health_start,
+                                       health_shutdown, health_destroy};
+
+int prpc_server_enable_health(prpc_server *srv) {
+  static const Grpc__Health__V1__HealthServer impl = {check, watch};
+  health *h;
+  int rc;
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_enable_health: server is NULL");
+  if (prpc__server_started(srv))
+    return prpc__fail(PRPC_ESTATE, "health must be enabled before start");
+  if (prpc__server_hook_data(srv, &health_hook))
+    return prpc__fail(PRPC_EEXIST, "health is already enabled");
+  if (!(h = calloc(1, sizeof(*h))))
+    return prpc__fail(-ENOMEM, "out of memory");
+  pthread_mutex_init(&h->mu, NULL);
+  if ((rc = prpc__server_add_hook(srv, &health_hook, h)) != 0) {
+    health_destroy(h);
+    return rc;
+  }
+  /* Registered whole or not at all: on failure nothing refers to h. */
+  if ((rc = grpc__health__v1__health_server__register_async(srv, &impl, h)) !=
+      0) {
+    prpc__server_drop_hook(srv, &health_hook);
+    health_destroy(h);
+    return rc;
+  }
+  return 0;
+}
+
+int prpc_server_set_serving(prpc_server *srv, const char *service,
+                            int serving) {
+  health *h = prpc__server_hook_data(srv, &health_hook);
   int rc = 0;
-  pthread_mutex_lock(&h->mu);
   size_t i;
+  if (!h)
+    return prpc__fail(PRPC_ESTATE, "the health service is not enabled");
+  if (!service)
+    service = "";
+  pthread_mutex_lock(&h->mu);
   for (i = 0; i < h->n; i++)
     if (strcmp(h->entries[i].service, service) == 0)
       break;
@@ -142,7 +237,7 @@ int prpc__health_set(prpc__health *h, const char *service, int serving) {
       if (e)
         h->entries = e;
       free(name);
-      rc = -ENOMEM;
+      rc = prpc__fail(-ENOMEM, "out of memory");
       goto done;
     }
     h->entries = e;
@@ -150,28 +245,9 @@ int prpc__health_set(prpc__health *h, const char *service, int serving) {
     h->n++;
   }
   h->entries[i].serving = serving != 0;
-  h->version++;
-  pthread_cond_broadcast(&h->cv);
+  for (watcher *w = h->watchers; w; w = w->next)
+    tell(h, w);
 done:
   pthread_mutex_unlock(&h->mu);
   return rc;
-}
-
-void prpc__health_all_down(prpc__health *h) {
-  pthread_mutex_lock(&h->mu);
-  h->all_down = 1;
-  h->version++;
-  pthread_cond_broadcast(&h->cv);
-  pthread_mutex_unlock(&h->mu);
-}
-
-void prpc__health_destroy(prpc__health *h) {
-  if (!h)
-    return;
-  for (size_t i = 0; i < h->n; i++)
-    free(h->entries[i].service);
-  free(h->entries);
-  pthread_mutex_destroy(&h->mu);
-  pthread_cond_destroy(&h->cv);
-  free(h);
 }

@@ -8,6 +8,7 @@
  * every symbol they define goes into a sorted table. Calls then only read
  * that table, so they need no lock. */
 #include "../runtime/internal.h"
+#include "hooks.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,6 +47,8 @@ typedef struct rext {
   int32_t number;
   size_t file;
 } rext;
+
+typedef struct prpc__reflection prpc__reflection;
 
 struct prpc__reflection {
   rfile *files;
@@ -257,7 +260,7 @@ static void clear_index(prpc__reflection *r) {
   r->n_exts = r->cap_exts = 0;
 }
 
-int prpc__reflection_build(prpc__reflection *r,
+static int prpc__reflection_build(prpc__reflection *r,
                            const prpc_service_desc *const *services,
                            const char *const *names, size_t n) {
   clear_index(r);
@@ -339,8 +342,9 @@ static void set_error(Response *resp, Grpc__Reflection__V1__ErrorResponse *e,
   resp->error_response = e;
 }
 
-/* Answers one request and writes the response. Returns 0 or PRPC_ECLOSED. */
-static int answer(prpc_ctx *ctx, stream *st, Request *req) {
+/* Answers one request: queues the response. Returns 0 or a negative code
+ * (the call has ended). */
+static int answer(prpc_ctx *ctx, stream *st, const Request *req) {
   prpc__reflection *r = st->r;
   Response resp = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
   Grpc__Reflection__V1__FileDescriptorResponse files =
@@ -359,7 +363,7 @@ static int answer(prpc_ctx *ctx, stream *st, Request *req) {
   int rc;
 
   resp.valid_host = req->host ? req->host : (char *)"";
-  resp.original_request = req;
+  resp.original_request = (Request *)req;
   st->n_out = 0;
   switch (req->message_request_case) {
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
@@ -464,39 +468,56 @@ static int answer(prpc_ctx *ctx, stream *st, Request *req) {
         GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
     resp.file_descriptor_response = &files;
   }
-  rc = prpc_ctx_write(ctx, &resp);
+  rc = prpc_ctx_send(ctx, &resp, 0);
   free(svcs);
   free(svc_ptrs);
   free(nums);
   return rc;
 }
 
+/* The stream is asynchronous: each request read is answered at once (the
+ * answer only queues), then the next is asked for; no thread waits. */
+static void on_request(prpc_ctx *ctx, void *msg, void *user_data) {
+  stream *st = user_data;
+  if (!msg) {
+    prpc_ctx_finish(ctx, GRPC_STATUS_OK); /* the client half-closed */
+    return;
+  }
+  if (answer(ctx, st, msg) == 0)
+    prpc_ctx_read_async(ctx);
+}
+
+static void on_stream_done(prpc_ctx *ctx, int cancelled, void *user_data) {
+  stream *st = user_data;
+  (void)ctx;
+  (void)cancelled;
+  free(st->sent);
+  free(st->out);
+  free(st);
+}
+
+static const prpc_ctx_callbacks stream_callbacks = {
+    .on_read = on_request, .on_done = on_stream_done};
+
 static grpc_status_code info(prpc_ctx *ctx, void *user_data) {
-  stream st;
-  void *msg;
-  int rc;
-  memset(&st, 0, sizeof(st));
-  st.r = user_data;
-  st.sent = calloc(st.r->n_files ? st.r->n_files : 1, 1);
-  st.out = calloc(st.r->n_files ? st.r->n_files : 1, sizeof(*st.out));
-  if (!st.sent || !st.out) {
-    free(st.sent);
-    free(st.out);
+  prpc__reflection *r = user_data;
+  stream *st = calloc(1, sizeof(*st));
+  if (!st || !(st->sent = calloc(r->n_files ? r->n_files : 1, 1)) ||
+      !(st->out = calloc(r->n_files ? r->n_files : 1, sizeof(*st->out)))) {
+    if (st)
+      free(st->sent);
+    free(st);
     prpc_ctx_set_message(ctx, "out of memory");
     return GRPC_STATUS_RESOURCE_EXHAUSTED;
   }
-  while ((rc = prpc_ctx_read(ctx, &msg)) == 1) {
-    rc = answer(ctx, &st, msg);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (rc != 0)
-      break;
+  st->r = r;
+  if (prpc_ctx_set_callbacks(ctx, &stream_callbacks, st) != 0) {
+    on_stream_done(ctx, 1, st);
+    return GRPC_STATUS_INTERNAL;
   }
-  free(st.sent);
-  free(st.out);
-  if (rc == 0)
-    return GRPC_STATUS_OK; /* the client half-closed */
-  return rc == PRPC_EMSG ? GRPC_STATUS_INVALID_ARGUMENT
-                         : GRPC_STATUS_CANCELLED;
+  if (prpc_ctx_read_async(ctx) != 0)
+    return GRPC_STATUS_CANCELLED; /* on_done frees st */
+  return prpc_ctx_defer(ctx);
 }
 
 static grpc_status_code invoke(const void *impl, prpc_ctx *ctx,
@@ -518,35 +539,55 @@ static const prpc_method_desc v1alpha_methods[1] = {
      &grpc__reflection__v1__server_reflection_request__descriptor,
      &grpc__reflection__v1__server_reflection_response__descriptor}};
 
-int prpc__reflection_create(prpc_server *srv, prpc__reflection **out) {
+/* ---- its hooks into the server's life ---- */
+
+static int reflection_start(void *data,
+                            const prpc_service_desc *const *services,
+                            const char *const *names, size_t n) {
+  return prpc__reflection_build(data, services, names, n);
+}
+
+static void reflection_destroy(void *data) {
+  prpc__reflection *r = data;
+  clear_index(r);
+  free(r);
+}
+
+static const prpc__hook reflection_hook = {"reflection", reflection_start,
+                                           NULL, reflection_destroy};
+
+int prpc_server_enable_reflection(prpc_server *srv) {
   static const prpc_invoke_fn invokers[1] = {invoke};
   const prpc_service_desc *alpha =
       &grpc__reflection__v1alpha__server_reflection__prpc_service;
-  prpc__reflection *r = calloc(1, sizeof(*r));
+  prpc__reflection *r;
   int rc;
-  *out = NULL;
-  if (!r)
+  if (!srv)
+    return prpc__fail(-EINVAL, "prpc_server_enable_reflection: server is "
+                               "NULL");
+  if (prpc__server_started(srv))
+    return prpc__fail(PRPC_ESTATE, "reflection must be enabled before start");
+  if (prpc__server_hook_data(srv, &reflection_hook))
+    return prpc__fail(PRPC_EEXIST, "reflection is already enabled");
+  if (!(r = calloc(1, sizeof(*r))))
     return prpc__fail(-ENOMEM, "out of memory");
   r->v1alpha.name = alpha->name;
   r->v1alpha.n_methods = 1;
   r->v1alpha.methods = v1alpha_methods;
   r->v1alpha.file = alpha->file;
-  rc = prpc_server_register(
-      srv, &grpc__reflection__v1__server_reflection__prpc_service, invokers,
-      r, r);
-  if (rc != 0) {
+  if ((rc = prpc__server_add_hook(srv, &reflection_hook, r)) != 0) {
     free(r);
     return rc;
   }
-  /* From here the server holds r: on failure it is still the server's to
-   * destroy. */
-  *out = r;
-  return prpc_server_register(srv, &r->v1alpha, invokers, r, r);
-}
-
-void prpc__reflection_destroy(prpc__reflection *r) {
-  if (!r)
-    return;
-  clear_index(r);
-  free(r);
+  rc = prpc_server_register_flags(
+      srv, &grpc__reflection__v1__server_reflection__prpc_service, invokers,
+      NULL, r, r, PRPC_ASYNC_HANDLERS);
+  if (rc != 0) {
+    prpc__server_drop_hook(srv, &reflection_hook);
+    free(r);
+    return rc;
+  }
+  /* From here the server holds r (through the hook): it destroys it. */
+  return prpc_server_register_flags(srv, &r->v1alpha, invokers, NULL, r, r,
+                                    PRPC_ASYNC_HANDLERS);
 }

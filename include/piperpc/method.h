@@ -145,12 +145,45 @@ PRPC_API PRPC_MUST_CHECK int prpc_server_register(
 typedef void (*prpc_prepare_fn)(const void *impl, prpc_ctx *ctx,
                                 void *request, void *user_data);
 
+/* Flags of prpc_server_register_flags(). */
+#define PRPC_ASYNC_HANDLERS 0x1u /* the service's handlers never block: run
+                                    its streaming handlers inline, on the
+                                    thread that polled the call, as unary
+                                    ones are (they use prpc_ctx_send() and
+                                    prpc_ctx_read_async(), and return
+                                    PRPC_DEFERRED or a status at once);
+                                    without it a streaming handler runs on
+                                    a pool thread and may block in
+                                    prpc_ctx_read()/prpc_ctx_write() */
+
 /* prpc_server_register() with prepare hooks: preparers is NULL or has
  * service->n_methods entries (copied; NULL entries do nothing). */
 PRPC_API PRPC_MUST_CHECK int prpc_server_register_ex(
     prpc_server *server, const prpc_service_desc *service,
     const prpc_invoke_fn *invokers, const prpc_prepare_fn *preparers,
     const void *impl, void *user_data);
+
+/* prpc_server_register_ex() with flags (PRPC_ASYNC_HANDLERS). Returns as
+ * prpc_server_register(), or -EINVAL for an unknown flag. A service is
+ * registered whole or not at all. */
+PRPC_API PRPC_MUST_CHECK int prpc_server_register_flags(
+    prpc_server *server, const prpc_service_desc *service,
+    const prpc_invoke_fn *invokers, const prpc_prepare_fn *preparers,
+    const void *impl, void *user_data, unsigned flags);
+
+/* For generated typed wrappers of asynchronous calls: any function
+ * pointer, cast back to its own type before it is called. */
+typedef void (*prpc_fn)(void);
+
+/* prpc_unary_call_async() (and _into, with reply not NULL) that keeps fn
+ * with the call; prpc_call_fn() gives it back in the callback. */
+PRPC_API PRPC_MUST_CHECK int prpc_unary_call_async_fn(
+    prpc_channel *channel, const prpc_method_desc *method,
+    const void *request, const prpc_call_opts *opts, void *reply,
+    prpc_unary_done_fn done, prpc_fn fn, void *user_data, prpc_call **out);
+
+/* The fn given to prpc_unary_call_async_fn(), or NULL. */
+PRPC_API prpc_fn prpc_call_fn(const prpc_call *call);
 
 #ifdef __cplusplus
 }

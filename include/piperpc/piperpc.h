@@ -57,7 +57,8 @@ enum {
   PRPC_EEXIST = -503,   /* a method path is already registered */
   PRPC_ECLOSED = -504,  /* the call or server has ended */
   PRPC_EMSG = -505,     /* a message could not be encoded or decoded */
-  PRPC_EINUSE = -506    /* a live server owns the socket path */
+  PRPC_EINUSE = -506,   /* a live server owns the socket path */
+  PRPC_EFULL = -507     /* too much queued to send: wait for the peer */
 };
 
 /* Returns a static description of an API result (ours or -errno). Never
@@ -178,6 +179,10 @@ typedef struct prpc_tls_opts {
 } prpc_tls_opts;
 #define PRPC_TLS_OPTS_INIT {NULL, NULL, NULL, 0, NULL}
 
+/* An application's event loop, for asynchronous calls and handlers (see
+ * section 6). Opaque. */
+typedef struct prpc_loop prpc_loop;
+
 /* Channel options; start from PRPC_CHANNEL_OPTS_INIT. */
 typedef struct prpc_channel_opts {
   int max_send_bytes;    /* 0: gRPC default (no limit) */
@@ -186,8 +191,12 @@ typedef struct prpc_channel_opts {
   const char *compression; /* borrowed; default request compression:
                               "gzip", "deflate", or NULL for none */
   const prpc_tls_opts *tls; /* borrowed; TLS for a TCP target; NULL: none */
+  prpc_loop *loop; /* where the callbacks of asynchronous calls run: NULL,
+                      on piperpc's own thread (shared by such channels);
+                      else the application's loop (see prpc_loop_create;
+                      it must outlive the channel) */
 } prpc_channel_opts;
-#define PRPC_CHANNEL_OPTS_INIT {0, 0, NULL, NULL, NULL}
+#define PRPC_CHANNEL_OPTS_INIT {0, 0, NULL, NULL, NULL, NULL}
 
 /* A channel carries calls to one server address and reconnects as needed.
  * Opaque. Thread-safe: any number of threads may call through one channel. */
@@ -332,13 +341,15 @@ PRPC_API grpc_status_code prpc_call_finish_into(prpc_call *call, void *reply,
 
 /* Server options; start from PRPC_SERVER_OPTS_INIT. */
 typedef struct prpc_server_opts {
-  int threads;        /* worker threads; 0: one per online CPU. With 1,
-                         every unary handler runs on the thread that polled
-                         its socket and no worker ever wakes another: the
-                         fastest setting for short handlers (see the
-                         README's benchmark), but a handler that blocks
-                         holds up every other call, and one that calls its
-                         own server waits for its deadline. */
+  int threads;        /* threads that run calls. 0 (the default): one
+                         thread polls the connections and runs each short
+                         handler right where its call arrived (no hand-off,
+                         no crossing of CPUs: the fastest); others, up to
+                         max_threads, join only while handlers block or run
+                         long (a few ms), and leave after. N > 0: exactly N
+                         threads, always; with 1 a handler that blocks holds
+                         up every other call, and one that calls its own
+                         server waits for its deadline. */
   int grace_ms;       /* graceful drain time at shutdown; 0: 5000 ms */
   unsigned socket_mode; /* mode of created unix socket files; 0: 0600 */
   int max_send_bytes; /* 0: gRPC default (no limit) */
@@ -373,11 +384,22 @@ typedef struct prpc_server_opts {
                           clients in the HTTP/2 settings (a gRPC client
                           queues the rest; a peer that opens more loses its
                           connection). 0: 100 */
-  int max_stream_threads; /* streaming calls whose handler runs at once (each
-                          holds a thread); beyond it a new streaming call
-                          ends with RESOURCE_EXHAUSTED. 0: 128 */
+  int max_stream_threads; /* blocking streaming handlers (each holds a
+                          thread) that run at once; beyond it a new
+                          streaming call of a service registered without
+                          PRPC_ASYNC_HANDLERS ends with RESOURCE_EXHAUSTED.
+                          Asynchronous handlers hold no thread. 0: 128 */
+  int max_threads;     /* with threads 0, the most threads that may run
+                          calls at once. 0: 64 (8 per CPU beyond 8 CPUs) */
+  prpc_loop *loop;     /* NULL: the server's own threads run its calls;
+                          else the application's loop does (see
+                          prpc_loop_create), threads is ignored, and
+                          handlers must not block: register services with
+                          PRPC_ASYNC_HANDLERS. The loop must outlive the
+                          server. */
 } prpc_server_opts;
-#define PRPC_SERVER_OPTS_INIT {0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0}
+#define PRPC_SERVER_OPTS_INIT \
+  {0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, NULL}
 
 /* A server: listeners, registered services and worker threads. Opaque.
  * Lifecycle, in this order:
@@ -503,9 +525,8 @@ PRPC_API int prpc_server_run(prpc_server *server);
 
 /* A snapshot of a server's load, for monitoring and tests. */
 typedef struct prpc_server_stats {
-  int calls_active;  /* calls whose handler is running (a unary call until
-                        its reply is handed to gRPC, a streaming call until
-                        its handler returns) */
+  int calls_active;  /* calls in progress: matched and not yet over (a
+                        handler running, a deferred call, a stream) */
   int connections;   /* unix-socket connections open (accepted here or
                         adopted as fd:N), denied peers included */
   uint64_t connections_refused; /* unix connections closed at accept:
@@ -659,6 +680,191 @@ PRPC_API void prpc_child_destroy(prpc_child *child);
  * (NULL: "PRPC_TARGET"), or NULL when it was not spawned that way.
  * Borrowed from the environment. */
 PRPC_API const char *prpc_inherited_target(const char *env_name);
+
+/* ---------------------------------------------------------------------- */
+/* 6. Asynchronous calls and handlers, and event loops                     */
+/* ---------------------------------------------------------------------- */
+
+/* Every call above has an asynchronous form that holds no thread: it
+ * returns at once, and what it waits for (a reply, a message, the status)
+ * comes to a callback. Where callbacks run:
+ *   - by default on piperpc's own threads: a server's (see
+ *     prpc_server_opts.threads) and, for client calls, one thread shared by
+ *     every channel without a loop;
+ *   - on the application's thread, through a prpc_loop: its file
+ *     descriptor becomes readable when callbacks are ready, and
+ *     prpc_loop_process() runs them. Give the loop to channels
+ *     (prpc_channel_opts.loop) and servers (prpc_server_opts.loop).
+ * Callbacks must not block: a blocking piperpc call from a callback of a
+ * loop that has no other thread to poll would wait for itself. */
+
+/* Creates an application's loop. out: a new loop; free with
+ * prpc_loop_destroy(). Returns 0, PRPC_ECORE, -EAGAIN or -errno. */
+PRPC_API PRPC_MUST_CHECK int prpc_loop_create(prpc_loop **out);
+
+/* The loop's file descriptor (an eventfd): add it to the application's
+ * poll set for reading; when it is readable, call prpc_loop_process().
+ * Owned by the loop. -1 for a loop not made by prpc_loop_create(). */
+PRPC_API int prpc_loop_fd(const prpc_loop *loop);
+
+/* Runs the callbacks that are ready, on the calling thread, and returns
+ * how many ran (0 when none), or -EINVAL. Never blocks. Call it from one
+ * thread at a time. */
+PRPC_API int prpc_loop_process(prpc_loop *loop);
+
+/* Destroys the loop once the channels and servers that use it are
+ * destroyed (it lives on until then). Callbacks of calls that ended when
+ * their channel or server was destroyed still run: keep processing the
+ * loop until then, or let this run them. NULL is ok. Not from one of the
+ * loop's callbacks. */
+PRPC_API void prpc_loop_destroy(prpc_loop *loop);
+
+/* ---- client ---- */
+
+/* The end of an asynchronous unary call: runs once, on the channel's
+ * loop. reply is the reply on GRPC_STATUS_OK (else NULL), borrowed until
+ * the callback returns (for decode_into codecs: the caller's struct given
+ * to prpc_unary_call_async_into()); status borrowed likewise. call is
+ * valid until the callback returns. */
+typedef void (*prpc_unary_done_fn)(prpc_call *call, void *reply,
+                                   const prpc_status *status,
+                                   void *user_data);
+
+/* Starts a unary call and returns at once. Generated code wraps it
+ * (*_async). request borrowed (encoded before return); opts borrowed.
+ * out may be NULL; else the call, for prpc_call_cancel(), valid until
+ * done returns. Returns 0 (done will run exactly once) or a negative code
+ * (-EINVAL, PRPC_EMSG, PRPC_ECORE, -ENOMEM: done will not run).
+ * Thread-safe. */
+PRPC_API PRPC_MUST_CHECK int prpc_unary_call_async(
+    prpc_channel *channel, const struct prpc_method_desc *method,
+    const void *request, const prpc_call_opts *opts, prpc_unary_done_fn done,
+    void *user_data, prpc_call **out);
+
+/* prpc_unary_call_async() for codecs that decode into caller storage
+ * (nanopb): reply is the caller's struct, set up as for
+ * prpc_unary_call_into(), which must stay valid until done runs. */
+PRPC_API PRPC_MUST_CHECK int prpc_unary_call_async_into(
+    prpc_channel *channel, const struct prpc_method_desc *method,
+    const void *request, const prpc_call_opts *opts, void *reply,
+    prpc_unary_done_fn done, void *user_data, prpc_call **out);
+
+/* Callbacks of an asynchronous streaming call; run on the channel's loop,
+ * one at a time for a call. NULL members are not called, but on_done. */
+typedef struct prpc_call_callbacks {
+  /* The server's initial metadata (borrowed until it returns). */
+  void (*on_headers)(prpc_call *call, const prpc_metadata *headers,
+                     void *user_data);
+  /* A message asked for with prpc_call_read_async(), borrowed until it
+   * returns (freed after); NULL when the server sent its last (or the
+   * call ended). */
+  void (*on_read)(prpc_call *call, void *msg, void *user_data);
+  /* A message given to prpc_call_send() was sent (ok 1), or the call
+   * ended before it could be (ok 0). */
+  void (*on_write_done)(prpc_call *call, int ok, void *user_data);
+  /* Required. The call is over: status (borrowed) says how; reply is a
+   * client-streaming call's reply on GRPC_STATUS_OK (borrowed), else NULL.
+   * The call is freed when it returns. */
+  void (*on_done)(prpc_call *call, void *reply, const prpc_status *status,
+                  void *user_data);
+} prpc_call_callbacks;
+
+/* Starts a streaming (or unary) call whose results come to callbacks. For
+ * unary and server-streaming methods request is the one request
+ * (borrowed, sent at once; the call half-closes); else NULL. callbacks must
+ * outlive the call; user_data is passed to them. out: the call, valid until
+ * on_done returns. Returns 0 (on_done will run exactly once) or a negative
+ * code (-EINVAL, PRPC_EMSG, PRPC_ECORE, -ENOMEM). Thread-safe. */
+PRPC_API PRPC_MUST_CHECK int prpc_call_start_async(
+    prpc_channel *channel, const struct prpc_method_desc *method,
+    const void *request, const prpc_call_opts *opts,
+    const prpc_call_callbacks *callbacks, void *user_data, prpc_call **out);
+
+/* Asks for the next message: on_read gets it. One read at a time. Returns
+ * 0, -EBUSY (a read is on its way), PRPC_ECLOSED (the stream has ended),
+ * or -EINVAL (not a call started with prpc_call_start_async). Any thread,
+ * until on_done. */
+PRPC_API int prpc_call_read_async(prpc_call *call);
+
+/* Queues msg (borrowed; encoded before return) to be sent after those
+ * queued before; on_write_done tells when it went. flags:
+ * PRPC_WRITE_NO_COMPRESS. Returns 0, PRPC_ECLOSED (half-closed or
+ * ended), PRPC_EFULL (4 MiB are waiting to be sent: wait for
+ * on_write_done), PRPC_EMSG, -ENOMEM or -EINVAL. Any thread, until
+ * on_done. */
+PRPC_API int prpc_call_send(prpc_call *call, const void *msg, unsigned flags);
+
+/* Half-closes after the messages queued so far. Returns 0 or
+ * PRPC_ECLOSED. Any thread, until on_done. */
+PRPC_API int prpc_call_close_send(prpc_call *call);
+
+/* ---- server ---- */
+
+/* A handler's return value that keeps its call open after it returns:
+ * the application finishes it later with prpc_ctx_finish(), from any
+ * thread. See prpc_ctx_defer(). */
+#define PRPC_DEFERRED ((grpc_status_code)-1)
+
+/* For `return prpc_ctx_defer(ctx);` in a handler: returns PRPC_DEFERRED.
+ * The context (and, for unary and client-streaming calls, the reply the
+ * handler was given) stays valid until the call ends: until
+ * prpc_ctx_finish() returns, or on_done (see prpc_ctx_set_callbacks) has
+ * returned if callbacks are set. */
+PRPC_API grpc_status_code prpc_ctx_defer(prpc_ctx *ctx);
+
+/* Ends a deferred call with code: sends the reply (unary and
+ * client-streaming, filled in by now, on GRPC_STATUS_OK) or, after every
+ * message queued with prpc_ctx_send(), the status with the message and
+ * trailers set. Any thread, once; it may come before the handler has
+ * returned PRPC_DEFERRED. The context must not be used after it returns,
+ * but in callbacks still to come. Returns 0, PRPC_ESTATE (finished
+ * already) or -EINVAL. */
+PRPC_API int prpc_ctx_finish(prpc_ctx *ctx, grpc_status_code code);
+
+/* Callbacks of a server call; run on the server's loop (on_shutdown:
+ * on the thread that called prpc_server_shutdown()). NULL members are not
+ * called. */
+typedef struct prpc_ctx_callbacks {
+  /* A message asked for with prpc_ctx_read_async(), borrowed until it
+   * returns; NULL when the client has sent its last (or the call
+   * ended). */
+  void (*on_read)(prpc_ctx *ctx, void *msg, void *user_data);
+  /* A message queued with prpc_ctx_send() was sent (ok 1), or the call
+   * ended before it could be (ok 0). */
+  void (*on_write_done)(prpc_ctx *ctx, int ok, void *user_data);
+  /* The client cancelled, went away, or the deadline passed: at once. */
+  void (*on_cancel)(prpc_ctx *ctx, void *user_data);
+  /* The server began a graceful shutdown: a long-lived stream ends now,
+   * with a status of the application's choosing (prpc_ctx_finish). */
+  void (*on_shutdown)(prpc_ctx *ctx, void *user_data);
+  /* The call is over (cancelled: 1 if it did not end with the status that
+   * was sent); the context is freed when it returns. */
+  void (*on_done)(prpc_ctx *ctx, int cancelled, void *user_data);
+} prpc_ctx_callbacks;
+
+/* Sets a call's callbacks (callbacks must outlive the call; user_data is
+ * passed to them). A cancel or shutdown that came before is told at once.
+ * Usually from the handler, before it returns PRPC_DEFERRED. Returns 0,
+ * PRPC_ESTATE (finished already) or -EINVAL. */
+PRPC_API int prpc_ctx_set_callbacks(prpc_ctx *ctx,
+                                    const prpc_ctx_callbacks *callbacks,
+                                    void *user_data);
+
+/* Asks for the client's next message (client-streaming and bidi): on_read
+ * gets it. One read at a time. Returns 0, -EBUSY, PRPC_ECLOSED (the client
+ * sent its last, or the call ended) or -EINVAL. Any thread. */
+PRPC_API int prpc_ctx_read_async(prpc_ctx *ctx);
+
+/* Queues msg (borrowed; encoded before return) to be sent after those
+ * queued before (server-streaming and bidi); on_write_done tells when it
+ * went. Any thread, also while the handler runs: the way to push events
+ * to a stream from where they happen. Returns 0, PRPC_ECLOSED (the call
+ * has ended or was finished), PRPC_EFULL (4 MiB wait to be sent to this
+ * client), PRPC_EMSG, -ENOMEM or -EINVAL. */
+PRPC_API int prpc_ctx_send(prpc_ctx *ctx, const void *msg, unsigned flags);
+
+/* 1 once the server's graceful shutdown has begun, else 0. Any thread. */
+PRPC_API int prpc_ctx_server_stopping(const prpc_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -123,10 +123,32 @@ grpc_status_code test__multi__v1__streamer_client__unary(prpc_channel *channel,
   return code;
 }
 
+static void test__multi__v1__streamer__unary__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(Test__Common__Text *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int test__multi__v1__streamer_client__unary_async(prpc_channel *channel,
+    const Test__Common__Text *request, const prpc_call_opts *opts,
+    void (*done)(Test__Common__Text *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  return prpc_unary_call_async_fn(channel, &test__multi__v1__streamer__methods[0], request, opts,
+      NULL, test__multi__v1__streamer__unary__done, (prpc_fn)done, user_data, NULL);
+}
+
 int test__multi__v1__streamer_client__range_start(prpc_channel *channel,
     const Test__Multi__V1__RangeRequest *request, const prpc_call_opts *opts,
     prpc_call **call) {
   return prpc_call_start(channel, &test__multi__v1__streamer__methods[1], request, opts, call);
+}
+
+int test__multi__v1__streamer_client__range_start_async(prpc_channel *channel,
+    const Test__Multi__V1__RangeRequest *request, const prpc_call_opts *opts,
+    const prpc_call_callbacks *callbacks, void *user_data,
+    prpc_call **call) {
+  return prpc_call_start_async(channel, &test__multi__v1__streamer__methods[1], request, opts,
+                               callbacks, user_data, call);
 }
 
 int test__multi__v1__streamer_client__range_read(prpc_call *call, Test__Common__Number **msg) {
@@ -141,8 +163,19 @@ int test__multi__v1__streamer_client__sum_start(prpc_channel *channel,
   return prpc_call_start(channel, &test__multi__v1__streamer__methods[2], NULL, opts, call);
 }
 
+int test__multi__v1__streamer_client__sum_start_async(prpc_channel *channel,
+    const prpc_call_opts *opts, const prpc_call_callbacks *callbacks,
+    void *user_data, prpc_call **call) {
+  return prpc_call_start_async(channel, &test__multi__v1__streamer__methods[2], NULL, opts,
+                               callbacks, user_data, call);
+}
+
 int test__multi__v1__streamer_client__sum_write(prpc_call *call, const Test__Common__Number *msg) {
   return prpc_call_write(call, msg);
+}
+
+int test__multi__v1__streamer_client__sum_send(prpc_call *call, const Test__Common__Number *msg) {
+  return prpc_call_send(call, msg, 0);
 }
 
 grpc_status_code test__multi__v1__streamer_client__sum_finish(prpc_call *call,
@@ -159,8 +192,19 @@ int test__multi__v1__streamer_client__echo_start(prpc_channel *channel,
   return prpc_call_start(channel, &test__multi__v1__streamer__methods[3], NULL, opts, call);
 }
 
+int test__multi__v1__streamer_client__echo_start_async(prpc_channel *channel,
+    const prpc_call_opts *opts, const prpc_call_callbacks *callbacks,
+    void *user_data, prpc_call **call) {
+  return prpc_call_start_async(channel, &test__multi__v1__streamer__methods[3], NULL, opts,
+                               callbacks, user_data, call);
+}
+
 int test__multi__v1__streamer_client__echo_write(prpc_call *call, const Test__Common__Text *msg) {
   return prpc_call_write(call, msg);
+}
+
+int test__multi__v1__streamer_client__echo_send(prpc_call *call, const Test__Common__Text *msg) {
+  return prpc_call_send(call, msg, 0);
 }
 
 int test__multi__v1__streamer_client__echo_read(prpc_call *call, Test__Common__Text **msg) {
@@ -179,6 +223,20 @@ grpc_status_code test__multi__v1__streamer_client__nested_type(prpc_channel *cha
   if (reply)
     *reply = r;
   return code;
+}
+
+static void test__multi__v1__streamer__nested_type__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(Test__Multi__V1__RangeRequest__Options *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int test__multi__v1__streamer_client__nested_type_async(prpc_channel *channel,
+    const Test__Multi__V1__RangeRequest__Options *request, const prpc_call_opts *opts,
+    void (*done)(Test__Multi__V1__RangeRequest__Options *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  return prpc_unary_call_async_fn(channel, &test__multi__v1__streamer__methods[4], request, opts,
+      NULL, test__multi__v1__streamer__nested_type__done, (prpc_fn)done, user_data, NULL);
 }
 
 static grpc_status_code test__multi__v1__streamer__unary__invoke(const void *impl, prpc_ctx *ctx,
@@ -216,8 +274,8 @@ static grpc_status_code test__multi__v1__streamer__nested_type__invoke(const voi
   return ((const Test__Multi__V1__StreamerServer *)impl)->nested_type(ctx, request, reply, user_data);
 }
 
-int test__multi__v1__streamer_server__register(prpc_server *server,
-    const Test__Multi__V1__StreamerServer *impl, void *user_data) {
+static int test__multi__v1__streamer__register(prpc_server *server,
+    const Test__Multi__V1__StreamerServer *impl, void *user_data, unsigned flags) {
   prpc_invoke_fn invokers[5];
   if (!impl)
     return -22; /* -EINVAL */
@@ -226,12 +284,26 @@ int test__multi__v1__streamer_server__register(prpc_server *server,
   invokers[2] = impl->sum ? test__multi__v1__streamer__sum__invoke : NULL;
   invokers[3] = impl->echo ? test__multi__v1__streamer__echo__invoke : NULL;
   invokers[4] = impl->nested_type ? test__multi__v1__streamer__nested_type__invoke : NULL;
-  return prpc_server_register(server, &test__multi__v1__streamer__prpc_service, invokers, impl,
-                              user_data);
+  return prpc_server_register_flags(server, &test__multi__v1__streamer__prpc_service, invokers,
+                                    NULL, impl, user_data, flags);
+}
+
+int test__multi__v1__streamer_server__register(prpc_server *server,
+    const Test__Multi__V1__StreamerServer *impl, void *user_data) {
+  return test__multi__v1__streamer__register(server, impl, user_data, 0);
+}
+
+int test__multi__v1__streamer_server__register_async(prpc_server *server,
+    const Test__Multi__V1__StreamerServer *impl, void *user_data) {
+  return test__multi__v1__streamer__register(server, impl, user_data, PRPC_ASYNC_HANDLERS);
 }
 
 int test__multi__v1__streamer_server__range_write(prpc_ctx *ctx, const Test__Common__Number *msg) {
   return prpc_ctx_write(ctx, msg);
+}
+
+int test__multi__v1__streamer_server__range_send(prpc_ctx *ctx, const Test__Common__Number *msg) {
+  return prpc_ctx_send(ctx, msg, 0);
 }
 
 int test__multi__v1__streamer_server__sum_read(prpc_ctx *ctx, Test__Common__Number **msg) {
@@ -243,6 +315,10 @@ int test__multi__v1__streamer_server__sum_read(prpc_ctx *ctx, Test__Common__Numb
 
 int test__multi__v1__streamer_server__echo_write(prpc_ctx *ctx, const Test__Common__Text *msg) {
   return prpc_ctx_write(ctx, msg);
+}
+
+int test__multi__v1__streamer_server__echo_send(prpc_ctx *ctx, const Test__Common__Text *msg) {
+  return prpc_ctx_send(ctx, msg, 0);
 }
 
 int test__multi__v1__streamer_server__echo_read(prpc_ctx *ctx, Test__Common__Text **msg) {
@@ -276,6 +352,20 @@ grpc_status_code test__multi__v1__httpadmin_client__get_urlstatus(prpc_channel *
   return code;
 }
 
+static void test__multi__v1__httpadmin__get_urlstatus__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(Test__Common__Text *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel,
+    const Test__Common__Text *request, const prpc_call_opts *opts,
+    void (*done)(Test__Common__Text *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  return prpc_unary_call_async_fn(channel, &test__multi__v1__httpadmin__methods[0], request, opts,
+      NULL, test__multi__v1__httpadmin__get_urlstatus__done, (prpc_fn)done, user_data, NULL);
+}
+
 grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *channel,
     const Test__Common__Number *request, const prpc_call_opts *opts,
     Test__Common__Number **reply, prpc_status *status) {
@@ -285,6 +375,20 @@ grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *
   if (reply)
     *reply = r;
   return code;
+}
+
+static void test__multi__v1__httpadmin__get_raw_value__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(Test__Common__Number *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int test__multi__v1__httpadmin_client__get_raw_value_async(prpc_channel *channel,
+    const Test__Common__Number *request, const prpc_call_opts *opts,
+    void (*done)(Test__Common__Number *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  return prpc_unary_call_async_fn(channel, &test__multi__v1__httpadmin__methods[1], request, opts,
+      NULL, test__multi__v1__httpadmin__get_raw_value__done, (prpc_fn)done, user_data, NULL);
 }
 
 static grpc_status_code test__multi__v1__httpadmin__get_urlstatus__invoke(const void *impl, prpc_ctx *ctx,
@@ -301,13 +405,23 @@ static grpc_status_code test__multi__v1__httpadmin__get_raw_value__invoke(const 
   return ((const Test__Multi__V1__HTTPAdminServer *)impl)->get_raw_value(ctx, request, reply, user_data);
 }
 
-int test__multi__v1__httpadmin_server__register(prpc_server *server,
-    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data) {
+static int test__multi__v1__httpadmin__register(prpc_server *server,
+    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data, unsigned flags) {
   prpc_invoke_fn invokers[2];
   if (!impl)
     return -22; /* -EINVAL */
   invokers[0] = impl->get_urlstatus ? test__multi__v1__httpadmin__get_urlstatus__invoke : NULL;
   invokers[1] = impl->get_raw_value ? test__multi__v1__httpadmin__get_raw_value__invoke : NULL;
-  return prpc_server_register(server, &test__multi__v1__httpadmin__prpc_service, invokers, impl,
-                              user_data);
+  return prpc_server_register_flags(server, &test__multi__v1__httpadmin__prpc_service, invokers,
+                                    NULL, impl, user_data, flags);
+}
+
+int test__multi__v1__httpadmin_server__register(prpc_server *server,
+    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data) {
+  return test__multi__v1__httpadmin__register(server, impl, user_data, 0);
+}
+
+int test__multi__v1__httpadmin_server__register_async(prpc_server *server,
+    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data) {
+  return test__multi__v1__httpadmin__register(server, impl, user_data, PRPC_ASYNC_HANDLERS);
 }

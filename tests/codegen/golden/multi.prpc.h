@@ -27,12 +27,24 @@ extern const prpc_service_desc test__multi__v1__streamer__prpc_service;
 grpc_status_code test__multi__v1__streamer_client__unary(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     Test__Common__Text **reply, prpc_status *status);
+/* Calls /test.multi.v1.Streamer/Unary and returns at once; done gets the reply (borrowed until it
+ * returns; NULL unless GRPC_STATUS_OK) and the status. See
+ * prpc_unary_call_async(). */
+int test__multi__v1__streamer_client__unary_async(prpc_channel *channel,
+    const Test__Common__Text *request, const prpc_call_opts *opts,
+    void (*done)(Test__Common__Text *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* /test.multi.v1.Streamer/Range (server-streaming). End the call with prpc_call_finish(call, NULL, status). */
 int test__multi__v1__streamer_client__range_start(prpc_channel *channel,
     const Test__Multi__V1__RangeRequest *request, const prpc_call_opts *opts,
     prpc_call **call);
 int test__multi__v1__streamer_client__range_read(prpc_call *call, Test__Common__Number **msg);
+/* Asynchronously: callbacks get the Test__Common__Numbers and the end; see prpc_call_start_async(). */
+int test__multi__v1__streamer_client__range_start_async(prpc_channel *channel,
+    const Test__Multi__V1__RangeRequest *request, const prpc_call_opts *opts,
+    const prpc_call_callbacks *callbacks, void *user_data,
+    prpc_call **call);
 
 /* /test.multi.v1.Streamer/Sum (client-streaming). End the call with test__multi__v1__streamer_client__sum_finish(). */
 int test__multi__v1__streamer_client__sum_start(prpc_channel *channel,
@@ -40,18 +52,37 @@ int test__multi__v1__streamer_client__sum_start(prpc_channel *channel,
 int test__multi__v1__streamer_client__sum_write(prpc_call *call, const Test__Common__Number *msg);
 grpc_status_code test__multi__v1__streamer_client__sum_finish(prpc_call *call,
     Test__Common__Number **reply, prpc_status *status);
+/* Asynchronously: callbacks get the Test__Common__Numbers and the end; see prpc_call_start_async(). */
+int test__multi__v1__streamer_client__sum_start_async(prpc_channel *channel,
+    const prpc_call_opts *opts, const prpc_call_callbacks *callbacks,
+    void *user_data, prpc_call **call);
+/* Queues one Test__Common__Number; see prpc_call_send(). */
+int test__multi__v1__streamer_client__sum_send(prpc_call *call, const Test__Common__Number *msg);
 
 /* /test.multi.v1.Streamer/Echo (bidi-streaming). End the call with prpc_call_finish(call, NULL, status). */
 int test__multi__v1__streamer_client__echo_start(prpc_channel *channel,
     const prpc_call_opts *opts, prpc_call **call);
 int test__multi__v1__streamer_client__echo_write(prpc_call *call, const Test__Common__Text *msg);
 int test__multi__v1__streamer_client__echo_read(prpc_call *call, Test__Common__Text **msg);
+/* Asynchronously: callbacks get the Test__Common__Texts and the end; see prpc_call_start_async(). */
+int test__multi__v1__streamer_client__echo_start_async(prpc_channel *channel,
+    const prpc_call_opts *opts, const prpc_call_callbacks *callbacks,
+    void *user_data, prpc_call **call);
+/* Queues one Test__Common__Text; see prpc_call_send(). */
+int test__multi__v1__streamer_client__echo_send(prpc_call *call, const Test__Common__Text *msg);
 
 /* Calls /test.multi.v1.Streamer/NestedType and blocks until it ends. On GRPC_STATUS_OK *reply is a new
  * message the caller owns: free it with protobuf_c_message_free_unpacked(). */
 grpc_status_code test__multi__v1__streamer_client__nested_type(prpc_channel *channel,
     const Test__Multi__V1__RangeRequest__Options *request, const prpc_call_opts *opts,
     Test__Multi__V1__RangeRequest__Options **reply, prpc_status *status);
+/* Calls /test.multi.v1.Streamer/NestedType and returns at once; done gets the reply (borrowed until it
+ * returns; NULL unless GRPC_STATUS_OK) and the status. See
+ * prpc_unary_call_async(). */
+int test__multi__v1__streamer_client__nested_type_async(prpc_channel *channel,
+    const Test__Multi__V1__RangeRequest__Options *request, const prpc_call_opts *opts,
+    void (*done)(Test__Multi__V1__RangeRequest__Options *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its INIT
@@ -76,12 +107,20 @@ typedef struct Test__Multi__V1__StreamerServer {
  * negative PRPC_E* or -errno code. */
 int test__multi__v1__streamer_server__register(prpc_server *server,
     const Test__Multi__V1__StreamerServer *impl, void *user_data);
+/* The same with handlers that never block (PRPC_ASYNC_HANDLERS): streaming ones
+ * run inline and use _send(), prpc_ctx_read_async() and prpc_ctx_finish(). */
+int test__multi__v1__streamer_server__register_async(prpc_server *server,
+    const Test__Multi__V1__StreamerServer *impl, void *user_data);
 /* Sends one Test__Common__Number to the client; see prpc_ctx_write(). */
 int test__multi__v1__streamer_server__range_write(prpc_ctx *ctx, const Test__Common__Number *msg);
+/* Queues one Test__Common__Number, from any thread; see prpc_ctx_send(). */
+int test__multi__v1__streamer_server__range_send(prpc_ctx *ctx, const Test__Common__Number *msg);
 /* Receives one Test__Common__Number; see prpc_ctx_read(). The handler owns *msg. */
 int test__multi__v1__streamer_server__sum_read(prpc_ctx *ctx, Test__Common__Number **msg);
 /* Sends one Test__Common__Text to the client; see prpc_ctx_write(). */
 int test__multi__v1__streamer_server__echo_write(prpc_ctx *ctx, const Test__Common__Text *msg);
+/* Queues one Test__Common__Text, from any thread; see prpc_ctx_send(). */
+int test__multi__v1__streamer_server__echo_send(prpc_ctx *ctx, const Test__Common__Text *msg);
 /* Receives one Test__Common__Text; see prpc_ctx_read(). The handler owns *msg. */
 int test__multi__v1__streamer_server__echo_read(prpc_ctx *ctx, Test__Common__Text **msg);
 
@@ -98,12 +137,26 @@ extern const prpc_service_desc test__multi__v1__httpadmin__prpc_service;
 grpc_status_code test__multi__v1__httpadmin_client__get_urlstatus(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     Test__Common__Text **reply, prpc_status *status);
+/* Calls /test.multi.v1.HTTPAdmin/GetURLStatus and returns at once; done gets the reply (borrowed until it
+ * returns; NULL unless GRPC_STATUS_OK) and the status. See
+ * prpc_unary_call_async(). */
+int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel,
+    const Test__Common__Text *request, const prpc_call_opts *opts,
+    void (*done)(Test__Common__Text *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* Calls /test.multi.v1.HTTPAdmin/get_raw_value and blocks until it ends. On GRPC_STATUS_OK *reply is a new
  * message the caller owns: free it with protobuf_c_message_free_unpacked(). */
 grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *channel,
     const Test__Common__Number *request, const prpc_call_opts *opts,
     Test__Common__Number **reply, prpc_status *status);
+/* Calls /test.multi.v1.HTTPAdmin/get_raw_value and returns at once; done gets the reply (borrowed until it
+ * returns; NULL unless GRPC_STATUS_OK) and the status. See
+ * prpc_unary_call_async(). */
+int test__multi__v1__httpadmin_client__get_raw_value_async(prpc_channel *channel,
+    const Test__Common__Number *request, const prpc_call_opts *opts,
+    void (*done)(Test__Common__Number *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its INIT
@@ -122,6 +175,10 @@ typedef struct Test__Multi__V1__HTTPAdminServer {
  * user_data are borrowed and must outlive the server. Returns 0 or a
  * negative PRPC_E* or -errno code. */
 int test__multi__v1__httpadmin_server__register(prpc_server *server,
+    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data);
+/* The same with handlers that never block (PRPC_ASYNC_HANDLERS): streaming ones
+ * run inline and use _send(), prpc_ctx_read_async() and prpc_ctx_finish(). */
+int test__multi__v1__httpadmin_server__register_async(prpc_server *server,
     const Test__Multi__V1__HTTPAdminServer *impl, void *user_data);
 
 #ifdef __cplusplus

@@ -48,6 +48,20 @@ grpc_status_code plain_client__send(prpc_channel *channel,
   return code;
 }
 
+static void plain__send__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(Pong *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int plain_client__send_async(prpc_channel *channel,
+    const Ping *request, const prpc_call_opts *opts,
+    void (*done)(Pong *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  return prpc_unary_call_async_fn(channel, &plain__methods[0], request, opts,
+      NULL, plain__send__done, (prpc_fn)done, user_data, NULL);
+}
+
 static grpc_status_code plain__send__invoke(const void *impl, prpc_ctx *ctx,
     const void *request, void *reply, void *user_data) {
   (void)request;
@@ -55,14 +69,24 @@ static grpc_status_code plain__send__invoke(const void *impl, prpc_ctx *ctx,
   return ((const PlainServer *)impl)->send(ctx, request, reply, user_data);
 }
 
-int plain_server__register(prpc_server *server,
-    const PlainServer *impl, void *user_data) {
+static int plain__register(prpc_server *server,
+    const PlainServer *impl, void *user_data, unsigned flags) {
   prpc_invoke_fn invokers[1];
   if (!impl)
     return -22; /* -EINVAL */
   invokers[0] = impl->send ? plain__send__invoke : NULL;
-  return prpc_server_register(server, &plain__prpc_service, invokers, impl,
-                              user_data);
+  return prpc_server_register_flags(server, &plain__prpc_service, invokers,
+                                    NULL, impl, user_data, flags);
+}
+
+int plain_server__register(prpc_server *server,
+    const PlainServer *impl, void *user_data) {
+  return plain__register(server, impl, user_data, 0);
+}
+
+int plain_server__register_async(prpc_server *server,
+    const PlainServer *impl, void *user_data) {
+  return plain__register(server, impl, user_data, PRPC_ASYNC_HANDLERS);
 }
 
 /* ---- Empty ---- */
@@ -71,9 +95,19 @@ const prpc_service_desc empty__prpc_service = {
   "Empty", 0, NULL, &prpc_file__0
 };
 
+static int empty__register(prpc_server *server,
+    const EmptyServer *impl, void *user_data, unsigned flags) {
+  (void)impl;
+  return prpc_server_register_flags(server, &empty__prpc_service, NULL,
+                                    NULL, NULL, user_data, flags);
+}
+
 int empty_server__register(prpc_server *server,
     const EmptyServer *impl, void *user_data) {
-  (void)impl;
-  return prpc_server_register(server, &empty__prpc_service, NULL, NULL,
-                              user_data);
+  return empty__register(server, impl, user_data, 0);
+}
+
+int empty_server__register_async(prpc_server *server,
+    const EmptyServer *impl, void *user_data) {
+  return empty__register(server, impl, user_data, PRPC_ASYNC_HANDLERS);
 }

@@ -129,10 +129,34 @@ grpc_status_code test__multi__v1__streamer_client__unary(prpc_channel *channel,
                               reply, status);
 }
 
+static void test__multi__v1__streamer__unary__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(test_common_Text *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int test__multi__v1__streamer_client__unary_async(prpc_channel *channel,
+    const test_common_Text *request, const prpc_call_opts *opts, test_common_Text *reply,
+    void (*done)(test_common_Text *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  if (!reply)
+    return -22; /* -EINVAL */
+  return prpc_unary_call_async_fn(channel, &test__multi__v1__streamer__methods[0], request, opts,
+      reply, test__multi__v1__streamer__unary__done, (prpc_fn)done, user_data, NULL);
+}
+
 int test__multi__v1__streamer_client__range_start(prpc_channel *channel,
     const test_multi_v1_RangeRequest *request, const prpc_call_opts *opts,
     prpc_call **call) {
   return prpc_call_start(channel, &test__multi__v1__streamer__methods[1], request, opts, call);
+}
+
+int test__multi__v1__streamer_client__range_start_async(prpc_channel *channel,
+    const test_multi_v1_RangeRequest *request, const prpc_call_opts *opts,
+    const prpc_call_callbacks *callbacks, void *user_data,
+    prpc_call **call) {
+  return prpc_call_start_async(channel, &test__multi__v1__streamer__methods[1], request, opts,
+                               callbacks, user_data, call);
 }
 
 int test__multi__v1__streamer_client__range_read(prpc_call *call, test_common_Number *msg) {
@@ -144,8 +168,19 @@ int test__multi__v1__streamer_client__sum_start(prpc_channel *channel,
   return prpc_call_start(channel, &test__multi__v1__streamer__methods[2], NULL, opts, call);
 }
 
+int test__multi__v1__streamer_client__sum_start_async(prpc_channel *channel,
+    const prpc_call_opts *opts, const prpc_call_callbacks *callbacks,
+    void *user_data, prpc_call **call) {
+  return prpc_call_start_async(channel, &test__multi__v1__streamer__methods[2], NULL, opts,
+                               callbacks, user_data, call);
+}
+
 int test__multi__v1__streamer_client__sum_write(prpc_call *call, const test_common_Number *msg) {
   return prpc_call_write(call, msg);
+}
+
+int test__multi__v1__streamer_client__sum_send(prpc_call *call, const test_common_Number *msg) {
+  return prpc_call_send(call, msg, 0);
 }
 
 grpc_status_code test__multi__v1__streamer_client__sum_finish(prpc_call *call,
@@ -158,8 +193,19 @@ int test__multi__v1__streamer_client__echo_start(prpc_channel *channel,
   return prpc_call_start(channel, &test__multi__v1__streamer__methods[3], NULL, opts, call);
 }
 
+int test__multi__v1__streamer_client__echo_start_async(prpc_channel *channel,
+    const prpc_call_opts *opts, const prpc_call_callbacks *callbacks,
+    void *user_data, prpc_call **call) {
+  return prpc_call_start_async(channel, &test__multi__v1__streamer__methods[3], NULL, opts,
+                               callbacks, user_data, call);
+}
+
 int test__multi__v1__streamer_client__echo_write(prpc_call *call, const test_common_Text *msg) {
   return prpc_call_write(call, msg);
+}
+
+int test__multi__v1__streamer_client__echo_send(prpc_call *call, const test_common_Text *msg) {
+  return prpc_call_send(call, msg, 0);
 }
 
 int test__multi__v1__streamer_client__echo_read(prpc_call *call, test_common_Text *msg) {
@@ -171,6 +217,22 @@ grpc_status_code test__multi__v1__streamer_client__nested_type(prpc_channel *cha
     test_multi_v1_RangeRequest_Options *reply, prpc_status *status) {
   return prpc_unary_call_into(channel, &test__multi__v1__streamer__methods[4], request, opts,
                               reply, status);
+}
+
+static void test__multi__v1__streamer__nested_type__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(test_multi_v1_RangeRequest_Options *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int test__multi__v1__streamer_client__nested_type_async(prpc_channel *channel,
+    const test_multi_v1_RangeRequest_Options *request, const prpc_call_opts *opts, test_multi_v1_RangeRequest_Options *reply,
+    void (*done)(test_multi_v1_RangeRequest_Options *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  if (!reply)
+    return -22; /* -EINVAL */
+  return prpc_unary_call_async_fn(channel, &test__multi__v1__streamer__methods[4], request, opts,
+      reply, test__multi__v1__streamer__nested_type__done, (prpc_fn)done, user_data, NULL);
 }
 
 static grpc_status_code test__multi__v1__streamer__unary__invoke(const void *impl, prpc_ctx *ctx,
@@ -229,8 +291,8 @@ static void test__multi__v1__streamer__nested_type__prepare(const void *impl, pr
     s->nested_type_prepare(ctx, request, user_data);
 }
 
-int test__multi__v1__streamer_server__register(prpc_server *server,
-    const Test__Multi__V1__StreamerServer *impl, void *user_data) {
+static int test__multi__v1__streamer__register(prpc_server *server,
+    const Test__Multi__V1__StreamerServer *impl, void *user_data, unsigned flags) {
   prpc_invoke_fn invokers[5];
   if (!impl)
     return -22; /* -EINVAL */
@@ -246,12 +308,26 @@ int test__multi__v1__streamer_server__register(prpc_server *server,
       NULL,
       test__multi__v1__streamer__nested_type__prepare,
   };
-  return prpc_server_register_ex(server, &test__multi__v1__streamer__prpc_service, invokers,
-                                 preparers, impl, user_data);
+  return prpc_server_register_flags(server, &test__multi__v1__streamer__prpc_service, invokers,
+                                    preparers, impl, user_data, flags);
+}
+
+int test__multi__v1__streamer_server__register(prpc_server *server,
+    const Test__Multi__V1__StreamerServer *impl, void *user_data) {
+  return test__multi__v1__streamer__register(server, impl, user_data, 0);
+}
+
+int test__multi__v1__streamer_server__register_async(prpc_server *server,
+    const Test__Multi__V1__StreamerServer *impl, void *user_data) {
+  return test__multi__v1__streamer__register(server, impl, user_data, PRPC_ASYNC_HANDLERS);
 }
 
 int test__multi__v1__streamer_server__range_write(prpc_ctx *ctx, const test_common_Number *msg) {
   return prpc_ctx_write(ctx, msg);
+}
+
+int test__multi__v1__streamer_server__range_send(prpc_ctx *ctx, const test_common_Number *msg) {
+  return prpc_ctx_send(ctx, msg, 0);
 }
 
 int test__multi__v1__streamer_server__sum_read(prpc_ctx *ctx, test_common_Number *msg) {
@@ -260,6 +336,10 @@ int test__multi__v1__streamer_server__sum_read(prpc_ctx *ctx, test_common_Number
 
 int test__multi__v1__streamer_server__echo_write(prpc_ctx *ctx, const test_common_Text *msg) {
   return prpc_ctx_write(ctx, msg);
+}
+
+int test__multi__v1__streamer_server__echo_send(prpc_ctx *ctx, const test_common_Text *msg) {
+  return prpc_ctx_send(ctx, msg, 0);
 }
 
 int test__multi__v1__streamer_server__echo_read(prpc_ctx *ctx, test_common_Text *msg) {
@@ -286,11 +366,43 @@ grpc_status_code test__multi__v1__httpadmin_client__get_urlstatus(prpc_channel *
                               reply, status);
 }
 
+static void test__multi__v1__httpadmin__get_urlstatus__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(test_common_Text *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel,
+    const test_common_Text *request, const prpc_call_opts *opts, test_common_Text *reply,
+    void (*done)(test_common_Text *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  if (!reply)
+    return -22; /* -EINVAL */
+  return prpc_unary_call_async_fn(channel, &test__multi__v1__httpadmin__methods[0], request, opts,
+      reply, test__multi__v1__httpadmin__get_urlstatus__done, (prpc_fn)done, user_data, NULL);
+}
+
 grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *channel,
     const test_common_Number *request, const prpc_call_opts *opts,
     test_common_Number *reply, prpc_status *status) {
   return prpc_unary_call_into(channel, &test__multi__v1__httpadmin__methods[1], request, opts,
                               reply, status);
+}
+
+static void test__multi__v1__httpadmin__get_raw_value__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(test_common_Number *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int test__multi__v1__httpadmin_client__get_raw_value_async(prpc_channel *channel,
+    const test_common_Number *request, const prpc_call_opts *opts, test_common_Number *reply,
+    void (*done)(test_common_Number *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  if (!reply)
+    return -22; /* -EINVAL */
+  return prpc_unary_call_async_fn(channel, &test__multi__v1__httpadmin__methods[1], request, opts,
+      reply, test__multi__v1__httpadmin__get_raw_value__done, (prpc_fn)done, user_data, NULL);
 }
 
 static grpc_status_code test__multi__v1__httpadmin__get_urlstatus__invoke(const void *impl, prpc_ctx *ctx,
@@ -321,8 +433,8 @@ static void test__multi__v1__httpadmin__get_raw_value__prepare(const void *impl,
     s->get_raw_value_prepare(ctx, request, user_data);
 }
 
-int test__multi__v1__httpadmin_server__register(prpc_server *server,
-    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data) {
+static int test__multi__v1__httpadmin__register(prpc_server *server,
+    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data, unsigned flags) {
   prpc_invoke_fn invokers[2];
   if (!impl)
     return -22; /* -EINVAL */
@@ -332,6 +444,16 @@ int test__multi__v1__httpadmin_server__register(prpc_server *server,
       test__multi__v1__httpadmin__get_urlstatus__prepare,
       test__multi__v1__httpadmin__get_raw_value__prepare,
   };
-  return prpc_server_register_ex(server, &test__multi__v1__httpadmin__prpc_service, invokers,
-                                 preparers, impl, user_data);
+  return prpc_server_register_flags(server, &test__multi__v1__httpadmin__prpc_service, invokers,
+                                    preparers, impl, user_data, flags);
+}
+
+int test__multi__v1__httpadmin_server__register(prpc_server *server,
+    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data) {
+  return test__multi__v1__httpadmin__register(server, impl, user_data, 0);
+}
+
+int test__multi__v1__httpadmin_server__register_async(prpc_server *server,
+    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data) {
+  return test__multi__v1__httpadmin__register(server, impl, user_data, PRPC_ASYNC_HANDLERS);
 }

@@ -28,12 +28,23 @@ extern const prpc_service_desc test__multi__v1__streamer__prpc_service;
 grpc_status_code test__multi__v1__streamer_client__unary(prpc_channel *channel,
     const test_common_Text *request, const prpc_call_opts *opts,
     test_common_Text *reply, prpc_status *status);
+/* Calls /test.multi.v1.Streamer/Unary and returns at once; done gets the reply (in *reply, which
+ * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+int test__multi__v1__streamer_client__unary_async(prpc_channel *channel,
+    const test_common_Text *request, const prpc_call_opts *opts, test_common_Text *reply,
+    void (*done)(test_common_Text *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* /test.multi.v1.Streamer/Range (server-streaming). End the call with prpc_call_finish(call, NULL, status). */
 int test__multi__v1__streamer_client__range_start(prpc_channel *channel,
     const test_multi_v1_RangeRequest *request, const prpc_call_opts *opts,
     prpc_call **call);
 int test__multi__v1__streamer_client__range_read(prpc_call *call, test_common_Number *msg);
+/* Asynchronously: callbacks get the test_common_Numbers and the end; see prpc_call_start_async(). */
+int test__multi__v1__streamer_client__range_start_async(prpc_channel *channel,
+    const test_multi_v1_RangeRequest *request, const prpc_call_opts *opts,
+    const prpc_call_callbacks *callbacks, void *user_data,
+    prpc_call **call);
 
 /* /test.multi.v1.Streamer/Sum (client-streaming). End the call with test__multi__v1__streamer_client__sum_finish(). */
 int test__multi__v1__streamer_client__sum_start(prpc_channel *channel,
@@ -41,12 +52,24 @@ int test__multi__v1__streamer_client__sum_start(prpc_channel *channel,
 int test__multi__v1__streamer_client__sum_write(prpc_call *call, const test_common_Number *msg);
 grpc_status_code test__multi__v1__streamer_client__sum_finish(prpc_call *call,
     test_common_Number *reply, prpc_status *status);
+/* Asynchronously: callbacks get the test_common_Numbers and the end; see prpc_call_start_async(). */
+int test__multi__v1__streamer_client__sum_start_async(prpc_channel *channel,
+    const prpc_call_opts *opts, const prpc_call_callbacks *callbacks,
+    void *user_data, prpc_call **call);
+/* Queues one test_common_Number; see prpc_call_send(). */
+int test__multi__v1__streamer_client__sum_send(prpc_call *call, const test_common_Number *msg);
 
 /* /test.multi.v1.Streamer/Echo (bidi-streaming). End the call with prpc_call_finish(call, NULL, status). */
 int test__multi__v1__streamer_client__echo_start(prpc_channel *channel,
     const prpc_call_opts *opts, prpc_call **call);
 int test__multi__v1__streamer_client__echo_write(prpc_call *call, const test_common_Text *msg);
 int test__multi__v1__streamer_client__echo_read(prpc_call *call, test_common_Text *msg);
+/* Asynchronously: callbacks get the test_common_Texts and the end; see prpc_call_start_async(). */
+int test__multi__v1__streamer_client__echo_start_async(prpc_channel *channel,
+    const prpc_call_opts *opts, const prpc_call_callbacks *callbacks,
+    void *user_data, prpc_call **call);
+/* Queues one test_common_Text; see prpc_call_send(). */
+int test__multi__v1__streamer_client__echo_send(prpc_call *call, const test_common_Text *msg);
 
 /* Calls /test.multi.v1.Streamer/NestedType and blocks until it ends. reply is the caller's struct
  * (test_multi_v1_RangeRequest_Options_init_zero, plus any decode callbacks), filled on GRPC_STATUS_OK;
@@ -54,6 +77,12 @@ int test__multi__v1__streamer_client__echo_read(prpc_call *call, test_common_Tex
 grpc_status_code test__multi__v1__streamer_client__nested_type(prpc_channel *channel,
     const test_multi_v1_RangeRequest_Options *request, const prpc_call_opts *opts,
     test_multi_v1_RangeRequest_Options *reply, prpc_status *status);
+/* Calls /test.multi.v1.Streamer/NestedType and returns at once; done gets the reply (in *reply, which
+ * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+int test__multi__v1__streamer_client__nested_type_async(prpc_channel *channel,
+    const test_multi_v1_RangeRequest_Options *request, const prpc_call_opts *opts, test_multi_v1_RangeRequest_Options *reply,
+    void (*done)(test_multi_v1_RangeRequest_Options *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
@@ -87,12 +116,20 @@ typedef struct Test__Multi__V1__StreamerServer {
  * negative PRPC_E* or -errno code. */
 int test__multi__v1__streamer_server__register(prpc_server *server,
     const Test__Multi__V1__StreamerServer *impl, void *user_data);
+/* The same with handlers that never block (PRPC_ASYNC_HANDLERS): streaming ones
+ * run inline and use _send(), prpc_ctx_read_async() and prpc_ctx_finish(). */
+int test__multi__v1__streamer_server__register_async(prpc_server *server,
+    const Test__Multi__V1__StreamerServer *impl, void *user_data);
 /* Sends one test_common_Number to the client; see prpc_ctx_write(). */
 int test__multi__v1__streamer_server__range_write(prpc_ctx *ctx, const test_common_Number *msg);
+/* Queues one test_common_Number, from any thread; see prpc_ctx_send(). */
+int test__multi__v1__streamer_server__range_send(prpc_ctx *ctx, const test_common_Number *msg);
 /* Receives one test_common_Number into the handler's *msg; see prpc_ctx_read_into(). */
 int test__multi__v1__streamer_server__sum_read(prpc_ctx *ctx, test_common_Number *msg);
 /* Sends one test_common_Text to the client; see prpc_ctx_write(). */
 int test__multi__v1__streamer_server__echo_write(prpc_ctx *ctx, const test_common_Text *msg);
+/* Queues one test_common_Text, from any thread; see prpc_ctx_send(). */
+int test__multi__v1__streamer_server__echo_send(prpc_ctx *ctx, const test_common_Text *msg);
 /* Receives one test_common_Text into the handler's *msg; see prpc_ctx_read_into(). */
 int test__multi__v1__streamer_server__echo_read(prpc_ctx *ctx, test_common_Text *msg);
 
@@ -110,6 +147,12 @@ extern const prpc_service_desc test__multi__v1__httpadmin__prpc_service;
 grpc_status_code test__multi__v1__httpadmin_client__get_urlstatus(prpc_channel *channel,
     const test_common_Text *request, const prpc_call_opts *opts,
     test_common_Text *reply, prpc_status *status);
+/* Calls /test.multi.v1.HTTPAdmin/GetURLStatus and returns at once; done gets the reply (in *reply, which
+ * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel,
+    const test_common_Text *request, const prpc_call_opts *opts, test_common_Text *reply,
+    void (*done)(test_common_Text *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* Calls /test.multi.v1.HTTPAdmin/get_raw_value and blocks until it ends. reply is the caller's struct
  * (test_common_Number_init_zero, plus any decode callbacks), filled on GRPC_STATUS_OK;
@@ -117,6 +160,12 @@ grpc_status_code test__multi__v1__httpadmin_client__get_urlstatus(prpc_channel *
 grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *channel,
     const test_common_Number *request, const prpc_call_opts *opts,
     test_common_Number *reply, prpc_status *status);
+/* Calls /test.multi.v1.HTTPAdmin/get_raw_value and returns at once; done gets the reply (in *reply, which
+ * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+int test__multi__v1__httpadmin_client__get_raw_value_async(prpc_channel *channel,
+    const test_common_Number *request, const prpc_call_opts *opts, test_common_Number *reply,
+    void (*done)(test_common_Number *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
@@ -142,6 +191,10 @@ typedef struct Test__Multi__V1__HTTPAdminServer {
  * user_data are borrowed and must outlive the server. Returns 0 or a
  * negative PRPC_E* or -errno code. */
 int test__multi__v1__httpadmin_server__register(prpc_server *server,
+    const Test__Multi__V1__HTTPAdminServer *impl, void *user_data);
+/* The same with handlers that never block (PRPC_ASYNC_HANDLERS): streaming ones
+ * run inline and use _send(), prpc_ctx_read_async() and prpc_ctx_finish(). */
+int test__multi__v1__httpadmin_server__register_async(prpc_server *server,
     const Test__Multi__V1__HTTPAdminServer *impl, void *user_data);
 
 #ifdef __cplusplus

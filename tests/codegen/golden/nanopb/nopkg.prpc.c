@@ -50,6 +50,22 @@ grpc_status_code plain_client__send(prpc_channel *channel,
                               reply, status);
 }
 
+static void plain__send__done(prpc_call *call, void *reply,
+    const prpc_status *status, void *user_data) {
+  ((void (*)(Pong *, const prpc_status *, void *))prpc_call_fn(call))(
+      reply, status, user_data);
+}
+
+int plain_client__send_async(prpc_channel *channel,
+    const Ping *request, const prpc_call_opts *opts, Pong *reply,
+    void (*done)(Pong *reply, const prpc_status *status, void *user_data),
+    void *user_data) {
+  if (!reply)
+    return -22; /* -EINVAL */
+  return prpc_unary_call_async_fn(channel, &plain__methods[0], request, opts,
+      reply, plain__send__done, (prpc_fn)done, user_data, NULL);
+}
+
 static grpc_status_code plain__send__invoke(const void *impl, prpc_ctx *ctx,
     const void *request, void *reply, void *user_data) {
   (void)request;
@@ -64,8 +80,8 @@ static void plain__send__prepare(const void *impl, prpc_ctx *ctx,
     s->send_prepare(ctx, request, user_data);
 }
 
-int plain_server__register(prpc_server *server,
-    const PlainServer *impl, void *user_data) {
+static int plain__register(prpc_server *server,
+    const PlainServer *impl, void *user_data, unsigned flags) {
   prpc_invoke_fn invokers[1];
   if (!impl)
     return -22; /* -EINVAL */
@@ -73,8 +89,18 @@ int plain_server__register(prpc_server *server,
   const prpc_prepare_fn preparers[1] = {
       plain__send__prepare,
   };
-  return prpc_server_register_ex(server, &plain__prpc_service, invokers,
-                                 preparers, impl, user_data);
+  return prpc_server_register_flags(server, &plain__prpc_service, invokers,
+                                    preparers, impl, user_data, flags);
+}
+
+int plain_server__register(prpc_server *server,
+    const PlainServer *impl, void *user_data) {
+  return plain__register(server, impl, user_data, 0);
+}
+
+int plain_server__register_async(prpc_server *server,
+    const PlainServer *impl, void *user_data) {
+  return plain__register(server, impl, user_data, PRPC_ASYNC_HANDLERS);
 }
 
 /* ---- Empty ---- */
@@ -83,9 +109,19 @@ const prpc_service_desc empty__prpc_service = {
   "Empty", 0, NULL, &prpc_file__0
 };
 
+static int empty__register(prpc_server *server,
+    const EmptyServer *impl, void *user_data, unsigned flags) {
+  (void)impl;
+  return prpc_server_register_flags(server, &empty__prpc_service, NULL,
+                                    NULL, NULL, user_data, flags);
+}
+
 int empty_server__register(prpc_server *server,
     const EmptyServer *impl, void *user_data) {
-  (void)impl;
-  return prpc_server_register(server, &empty__prpc_service, NULL, NULL,
-                              user_data);
+  return empty__register(server, impl, user_data, 0);
+}
+
+int empty_server__register_async(prpc_server *server,
+    const EmptyServer *impl, void *user_data) {
+  return empty__register(server, impl, user_data, PRPC_ASYNC_HANDLERS);
 }

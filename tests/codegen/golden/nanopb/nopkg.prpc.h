@@ -28,6 +28,12 @@ extern const prpc_service_desc plain__prpc_service;
 grpc_status_code plain_client__send(prpc_channel *channel,
     const Ping *request, const prpc_call_opts *opts,
     Pong *reply, prpc_status *status);
+/* Calls /Plain/Send and returns at once; done gets the reply (in *reply, which
+ * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+int plain_client__send_async(prpc_channel *channel,
+    const Ping *request, const prpc_call_opts *opts, Pong *reply,
+    void (*done)(Pong *reply, const prpc_status *status, void *user_data),
+    void *user_data);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
@@ -49,6 +55,10 @@ typedef struct PlainServer {
  * user_data are borrowed and must outlive the server. Returns 0 or a
  * negative PRPC_E* or -errno code. */
 int plain_server__register(prpc_server *server,
+    const PlainServer *impl, void *user_data);
+/* The same with handlers that never block (PRPC_ASYNC_HANDLERS): streaming ones
+ * run inline and use _send(), prpc_ctx_read_async() and prpc_ctx_finish(). */
+int plain_server__register_async(prpc_server *server,
     const PlainServer *impl, void *user_data);
 
 /* ---- Empty ---- */
@@ -74,6 +84,10 @@ typedef struct EmptyServer {
  * user_data are borrowed and must outlive the server. Returns 0 or a
  * negative PRPC_E* or -errno code. */
 int empty_server__register(prpc_server *server,
+    const EmptyServer *impl, void *user_data);
+/* The same with handlers that never block (PRPC_ASYNC_HANDLERS): streaming ones
+ * run inline and use _send(), prpc_ctx_read_async() and prpc_ctx_finish(). */
+int empty_server__register_async(prpc_server *server,
     const EmptyServer *impl, void *user_data);
 
 #ifdef __cplusplus
