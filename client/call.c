@@ -423,8 +423,11 @@ static grpc_status_code unary_call(prpc_channel *ch, const prpc_method_desc *m,
 static void async_end(prpc_call *c) {
   void *reply = NULL;
   const prpc_codec *codec = c->m->codec;
-  int want_reply = c->m->kind == PRPC_UNARY ||
-                   c->m->kind == PRPC_CLIENT_STREAMING;
+  /* A unary call's reply comes to its callback; one started as a stream
+   * reads it with prpc_call_read_async(). A client-streaming reply comes
+   * with the status. */
+  int want_reply = c->udone ? c->m->kind == PRPC_UNARY
+                            : c->m->kind == PRPC_CLIENT_STREAMING;
   reply_dest d = {codec->decode_into != NULL, &reply, c->reply_into};
   const char *msg;
   grpc_status_code code =

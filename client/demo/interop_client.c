@@ -2,7 +2,9 @@
  * (doc/interop-test-descriptions.md) against any grpc.testing.TestService.
  *   interop_client --target ADDR --test_case NAME|all
  * Prints "PASS name" or "FAIL name: reason" per case, then
- * "N passed, N failed"; exits 0 only if every case passed. */
+ * "N passed, N failed"; exits 0 only if every case passed. Built with
+ * INTEROP_ASYNC (interop_client_async), the same cases run over the
+ * asynchronous client API (interop_async.h). */
 #include <stdarg.h>
 #include <errno.h>
 #include <stdio.h>
@@ -44,6 +46,10 @@ static const prpc_method_desc *method(const prpc_service_desc *svc,
   return NULL;
 }
 #define TS(name) method(&grpc__testing__test_service__prpc_service, name)
+
+#ifdef INTEROP_ASYNC
+#include "interop_async.h"
+#endif
 
 static Grpc__Testing__Payload *zeros(int32_t size) {
   static Grpc__Testing__Payload p;

@@ -202,9 +202,187 @@ static grpc_status_code half_duplex_call(prpc_ctx *ctx, void *ud) {
   return code;
 }
 
+/* ---- the same streaming methods as asynchronous handlers (--async):
+ * they run on the thread that polled the call, hold none, queue what they
+ * send and read with callbacks. ---- */
+
+/* Queues the responses one request asks for (intervals are slept: no case
+ * of the suite asks for one from this server). */
+static grpc_status_code queue_responses(
+    prpc_ctx *ctx, const Grpc__Testing__StreamingOutputCallRequest *req,
+    int *first) {
+  for (size_t i = 0; i < req->n_response_parameters; i++) {
+    const Grpc__Testing__ResponseParameters *p = req->response_parameters[i];
+    int compress = p->compressed && p->compressed->value;
+    Grpc__Testing__StreamingOutputCallResponse out =
+        GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
+    if (*first) {
+      prpc_ctx_set_compression(ctx, "gzip");
+      *first = 0;
+    }
+    if (p->interval_us > 0) {
+      struct timespec ts = {p->interval_us / 1000000,
+                            (p->interval_us % 1000000) * 1000L};
+      nanosleep(&ts, NULL);
+    }
+    out.payload = payload(ctx, p->size);
+    if (!out.payload)
+      return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    if (prpc_ctx_send(ctx, &out, compress ? 0 : PRPC_WRITE_NO_COMPRESS))
+      return GRPC_STATUS_CANCELLED;
+  }
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code a_streaming_output_call(
+    prpc_ctx *ctx, const Grpc__Testing__StreamingOutputCallRequest *req,
+    void *ud) {
+  grpc_status_code code;
+  int first = 1;
+  (void)ud;
+  echo_metadata(ctx);
+  if ((code = queue_responses(ctx, req, &first)) != 0)
+    return code;
+  return echo_status(ctx, req->response_status); /* after what is queued */
+}
+
+/* What one asynchronous streaming call keeps between callbacks. */
+typedef struct a_state {
+  Grpc__Testing__StreamingInputCallResponse *reply; /* input call */
+  int first;                                        /* duplex calls */
+  int32_t *sizes, *compressed;                      /* half duplex */
+  size_t n;
+} a_state;
+
+static void a_done(prpc_ctx *ctx, int cancelled, void *ud) {
+  a_state *st = ud;
+  (void)ctx;
+  (void)cancelled;
+  free(st->sizes);
+  free(st->compressed);
+  free(st);
+}
+
+static void a_input_read(prpc_ctx *ctx, void *msg, void *ud) {
+  a_state *st = ud;
+  Grpc__Testing__StreamingInputCallRequest *req = msg;
+  grpc_status_code code;
+  if (!req) {
+    prpc_ctx_finish(ctx, GRPC_STATUS_OK);
+    return;
+  }
+  if ((code = check_compression(ctx, req->expect_compressed)) != 0) {
+    prpc_ctx_finish(ctx, code);
+    return;
+  }
+  if (req->payload)
+    st->reply->aggregated_payload_size += (int32_t)req->payload->body.len;
+  prpc_ctx_read_async(ctx);
+}
+
+static void a_duplex_read(prpc_ctx *ctx, void *msg, void *ud) {
+  a_state *st = ud;
+  Grpc__Testing__StreamingOutputCallRequest *req = msg;
+  grpc_status_code code;
+  if (!req) {
+    prpc_ctx_finish(ctx, GRPC_STATUS_OK);
+    return;
+  }
+  code = echo_status(ctx, req->response_status);
+  if (code == GRPC_STATUS_OK)
+    code = queue_responses(ctx, req, &st->first);
+  if (code != GRPC_STATUS_OK)
+    prpc_ctx_finish(ctx, code);
+  else
+    prpc_ctx_read_async(ctx);
+}
+
+/* Half duplex: keeps what each request asks for; answers at the end. */
+static void a_half_read(prpc_ctx *ctx, void *msg, void *ud) {
+  a_state *st = ud;
+  Grpc__Testing__StreamingOutputCallRequest *req = msg;
+  grpc_status_code code = GRPC_STATUS_OK;
+  if (req) {
+    for (size_t i = 0; i < req->n_response_parameters; i++) {
+      const Grpc__Testing__ResponseParameters *p = req->response_parameters[i];
+      int32_t *s = realloc(st->sizes, (st->n + 1) * sizeof(*s));
+      int32_t *c = s ? realloc(st->compressed, (st->n + 1) * sizeof(*c))
+                     : NULL;
+      if (s)
+        st->sizes = s;
+      if (!s || !c) {
+        prpc_ctx_finish(ctx, GRPC_STATUS_RESOURCE_EXHAUSTED);
+        return;
+      }
+      st->compressed = c;
+      st->sizes[st->n] = p->size;
+      st->compressed[st->n++] = p->compressed && p->compressed->value;
+    }
+    prpc_ctx_read_async(ctx);
+    return;
+  }
+  for (size_t i = 0; i < st->n && code == GRPC_STATUS_OK; i++) {
+    Grpc__Testing__StreamingOutputCallResponse out =
+        GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
+    if (st->first) {
+      prpc_ctx_set_compression(ctx, "gzip");
+      st->first = 0;
+    }
+    if (!(out.payload = payload(ctx, st->sizes[i])))
+      code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+    else if (prpc_ctx_send(ctx, &out,
+                           st->compressed[i] ? 0 : PRPC_WRITE_NO_COMPRESS))
+      code = GRPC_STATUS_CANCELLED;
+  }
+  prpc_ctx_finish(ctx, code);
+}
+
+static const prpc_ctx_callbacks a_input = {.on_read = a_input_read,
+                                           .on_done = a_done};
+static const prpc_ctx_callbacks a_duplex = {.on_read = a_duplex_read,
+                                            .on_done = a_done};
+static const prpc_ctx_callbacks a_half = {.on_read = a_half_read,
+                                          .on_done = a_done};
+
+/* Sets up an asynchronous reading call with its state. */
+static grpc_status_code a_stream(prpc_ctx *ctx, const prpc_ctx_callbacks *cb,
+                                 Grpc__Testing__StreamingInputCallResponse
+                                     *reply) {
+  a_state *st = calloc(1, sizeof(*st));
+  if (!st)
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
+  st->reply = reply;
+  st->first = 1;
+  echo_metadata(ctx);
+  if (prpc_ctx_set_callbacks(ctx, cb, st) != 0) {
+    free(st);
+    return GRPC_STATUS_INTERNAL;
+  }
+  if (prpc_ctx_read_async(ctx) != 0)
+    return GRPC_STATUS_CANCELLED; /* on_done frees st */
+  return prpc_ctx_defer(ctx);
+}
+
+static grpc_status_code a_streaming_input_call(
+    prpc_ctx *ctx, Grpc__Testing__StreamingInputCallResponse *reply,
+    void *ud) {
+  (void)ud;
+  return a_stream(ctx, &a_input, reply);
+}
+
+static grpc_status_code a_full_duplex_call(prpc_ctx *ctx, void *ud) {
+  (void)ud;
+  return a_stream(ctx, &a_duplex, NULL);
+}
+
+static grpc_status_code a_half_duplex_call(prpc_ctx *ctx, void *ud) {
+  (void)ud;
+  return a_stream(ctx, &a_half, NULL);
+}
+
 static void usage(void) {
   fprintf(stderr, "usage: interop_server --listen ADDR [--listen ADDR ...] "
-                  "[--threads N]\n");
+                  "[--threads N] [--async]\n");
   exit(2);
 }
 
@@ -219,9 +397,19 @@ int main(int argc, char **argv) {
       .half_duplex_call = half_duplex_call,
       .unimplemented_call = NULL, /* answers UNIMPLEMENTED */
   };
+  static const Grpc__Testing__TestServiceServer async_impl = {
+      .empty_call = empty_call,
+      .unary_call = unary_call,
+      .cacheable_unary_call = unary_call,
+      .streaming_output_call = a_streaming_output_call,
+      .streaming_input_call = a_streaming_input_call,
+      .full_duplex_call = a_full_duplex_call,
+      .half_duplex_call = a_half_duplex_call,
+      .unimplemented_call = NULL,
+  };
   prpc_server_opts opts = PRPC_SERVER_OPTS_INIT;
   prpc_server *server;
-  int rc, n_listen = 0;
+  int rc, n_listen = 0, async = 0;
   sigset_t sigs;
 
   sigemptyset(&sigs);
@@ -233,6 +421,8 @@ int main(int argc, char **argv) {
       opts.threads = atoi(argv[++i]);
     else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
       n_listen++, i++;
+    else if (strcmp(argv[i], "--async") == 0)
+      async = 1;
     else
       usage();
   }
@@ -245,7 +435,7 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     int port = 0;
     if (strcmp(argv[i], "--listen") != 0) {
-      i++;
+      i += strcmp(argv[i], "--threads") == 0;
       continue;
     }
     if (prpc_server_add_listener(server, argv[++i], &port) != 0) {
@@ -258,7 +448,10 @@ int main(int argc, char **argv) {
     else
       printf("interop_server: listening on %s\n", argv[i]);
   }
-  if (grpc__testing__test_service_server__register(server, &impl, NULL) != 0 ||
+  if ((async ? grpc__testing__test_service_server__register_async(
+                   server, &async_impl, NULL)
+             : grpc__testing__test_service_server__register(server, &impl,
+                                                            NULL)) != 0 ||
       prpc_server_enable_health(server) != 0 ||
       prpc_server_enable_reflection(server) != 0 ||
       prpc_server_start(server) != 0) {

@@ -1,15 +1,18 @@
 #!/usr/bin/python3
 """Run the gRPC interop suite: one client against one server, for ctest.
 
-    run_interop.py --client {c,py} --server {c,py} --transport {unix,tcp}
+    run_interop.py --client {c,c-async,py} --server {c,c-async,py}
+                   --transport {unix,tcp}
                    --bin-dir DIR --src-dir DIR [--test_case all]
                    [--skip CASE ...]
 
-Starts the server (C: DIR/interop_server, Python: tests/interop/
+Starts the server (C: DIR/interop_server, c-async: the same with its
+streaming methods as asynchronous handlers, Python: tests/interop/
 interop_server.py) on a unix socket in a fresh temporary directory or on
 127.0.0.1:0, waits for its "interop_server: ready" line, runs the client
 (C: DIR/interop_client, Python: tests/interop/interop_client.py) against it
-and echoes the client's output, then stops the server with SIGTERM and checks
+and echoes the client's output (c-async: DIR/interop_client_async, the
+cases over the asynchronous client API), then stops the server with SIGTERM and checks
 that it exits 0 and, on a unix socket, removes its socket file.
 
 Exit status: the client's (non-zero if any case failed), or 1 if the server
@@ -52,6 +55,7 @@ SERVER_LIMITS = {
     "py": {"client_compressed_unary": _NO_COMPRESSED_REQUEST,
            "client_compressed_streaming": _NO_COMPRESSED_REQUEST},
     "c": {},
+    "c-async": {},
 }
 
 READY_TIMEOUT = 60    # seconds for the server to say it is ready
@@ -77,6 +81,10 @@ def program(kind, role, args):
     name = "interop_" + role
     if kind == "c":
         return [os.path.join(args.bin_dir, name)]
+    if kind == "c-async" and role == "server":
+        return [os.path.join(args.bin_dir, name), "--async"]
+    if kind == "c-async":
+        return [os.path.join(args.bin_dir, name + "_async")]
     return [PYTHON, os.path.join(args.src_dir, "tests", "interop",
                                  name + ".py")]
 
@@ -157,8 +165,10 @@ def run_client(cmd):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--client", choices=("c", "py"), required=True)
-    ap.add_argument("--server", choices=("c", "py"), required=True)
+    ap.add_argument("--client", choices=("c", "c-async", "py"),
+                    required=True)
+    ap.add_argument("--server", choices=("c", "c-async", "py"),
+                    required=True)
     ap.add_argument("--transport", choices=("unix", "tcp"), required=True)
     ap.add_argument("--bin-dir", required=True,
                     help="where the C interop_server and interop_client are")
