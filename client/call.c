@@ -410,9 +410,7 @@ static grpc_status_code unary_call(prpc_channel *ch, const prpc_method_desc *m,
   code = results(c, dest, 1, &msg);
   if (st)
     status_fill(st, code, c->details, msg, &c->core_headers, &c->trailers);
-  grpc_call_unref(c->call);
-  prpc__channel_cq_put(ch, c->cq);
-  prpc__channel_live_remove(ch, &c->lc);
+  prpc__channel_live_remove(ch, &c->lc, c->cq);
   call_clear(c);
   return code;
 }
@@ -446,8 +444,7 @@ static void async_end(prpc_call *c) {
                    c->user);
   if (reply && !d.into_mode)
     codec->free(c->m->output, reply, NULL);
-  grpc_call_unref(c->call);
-  prpc__channel_live_remove(c->ch, &c->lc);
+  prpc__channel_live_remove(c->ch, &c->lc, NULL);
   call_free(c);
 }
 
@@ -515,8 +512,7 @@ static int unary_async(prpc_channel *ch, const prpc_method_desc *m,
   if (out)
     *out = c;
   if (prpc__start_batch(c->call, ops, 6, &c->status_op) != GRPC_CALL_OK) {
-    grpc_call_unref(c->call);
-    prpc__channel_live_remove(ch, &c->lc);
+    prpc__channel_live_remove(ch, &c->lc, NULL);
     call_free(c);
     if (out)
       *out = NULL;
@@ -1116,9 +1112,7 @@ static grpc_status_code call_finish(prpc_call *c, const reply_dest *dest,
     st->headers = c->headers;
     memset(&c->headers, 0, sizeof(c->headers));
   }
-  grpc_call_unref(c->call);
-  prpc__channel_cq_put(c->ch, c->cq);
-  prpc__channel_live_remove(c->ch, &c->lc);
+  prpc__channel_live_remove(c->ch, &c->lc, c->cq);
   call_free(c);
   return code;
 }

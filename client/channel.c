@@ -143,12 +143,19 @@ void prpc__channel_live_add(prpc_channel *ch, prpc__live_call *lc,
   pthread_mutex_unlock(&ch->mu);
 }
 
-/* Unlinks a finished call and drops its reference. */
-void prpc__channel_live_remove(prpc_channel *ch, prpc__live_call *lc) {
+/* Unlinks a finished call, releases its gRPC call (only once it is off
+ * the list that prpc_channel_destroy() cancels from), gives back its
+ * completion queue if it has one to give, and drops its reference. */
+void prpc__channel_live_remove(prpc_channel *ch, prpc__live_call *lc,
+                               grpc_completion_queue *cq) {
   pthread_mutex_lock(&ch->mu);
   lc->prev->next = lc->next;
   lc->next->prev = lc->prev;
   pthread_mutex_unlock(&ch->mu);
+  grpc_call_unref(lc->call);
+  lc->call = NULL;
+  if (cq)
+    prpc__channel_cq_put(ch, cq);
   channel_unref(ch);
 }
 

@@ -19,8 +19,10 @@ typedef struct prpc__live_call {
  * that starts while the channel is being destroyed is cancelled. */
 void prpc__channel_live_add(prpc_channel *ch, prpc__live_call *lc,
                             grpc_call *call);
-/* Unlinks a finished call and drops its reference (the channel may go). */
-void prpc__channel_live_remove(prpc_channel *ch, prpc__live_call *lc);
+/* Unlinks a finished call, then unrefs its gRPC call, puts back CQ (if not
+ * NULL) and drops its reference (the channel may go). */
+void prpc__channel_live_remove(prpc_channel *ch, prpc__live_call *lc,
+                               grpc_completion_queue *cq);
 
 /* A pluck queue for a blocking call, from the channel's pool; back with
  * prpc__channel_cq_put(). NULL when gRPC core has none. */

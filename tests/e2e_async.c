@@ -553,8 +553,32 @@ static void channel_destroyed_in_flight(void) {
   test_rmdir(dir);
 }
 
+/* The channel goes the moment a call's callback has run, while piperpc's
+ * thread is still releasing that call: destroy must not cancel a call
+ * gRPC has already let go (it asserted in gRPC core before). */
+static void destroy_right_after_callback(void) {
+  start_with(NULL, NULL);
+  prpc_channel_destroy(ch);
+  for (int i = 0; i < 300; i++) {
+    static tally t;
+    Test__Common__Text req = TEST__COMMON__TEXT__INIT;
+    req.text = "n";
+    atomic_store(&t.done, 0);
+    ASSERT_EQ(prpc_channel_create(target, NULL, &ch), 0);
+    ASSERT_EQ(test__multi__v1__streamer_client__unary_async(ch, &req, NULL,
+                                                            unary_done, &t),
+              0);
+    while (atomic_load(&t.done) == 0)
+      ;
+    prpc_channel_destroy(ch);
+  }
+  ch = NULL;
+  stop();
+}
+
 TEST_MAIN(CASE(unary_many_in_flight), CASE(application_loop),
           CASE(deferred_reply), CASE(push_from_another_thread),
           CASE(cancel_told_at_once), CASE(shutdown_told_at_once),
           CASE(bidi_both_async), CASE(client_stream_async),
-          CASE(channel_destroyed_in_flight))
+          CASE(channel_destroyed_in_flight),
+          CASE(destroy_right_after_callback))
