@@ -432,6 +432,7 @@ static void on_status(prpc__op *op, int ok) {
  * PRPC_ESTATE when it was decided already. */
 static int finish(prpc_ctx *ctx, grpc_status_code code) {
   grpc_byte_buffer *bb = NULL;
+  int last;
   const prpc_method_desc *m = ctx->me ? ctx->me->m : NULL;
   if ((int)code < 0 || (int)code > 16) {
     prpc__log_call(PRPC__LOG_ERROR, ctx->method, "",
@@ -455,10 +456,17 @@ static int finish(prpc_ctx *ctx, grpc_status_code code) {
   ctx->flags = (ctx->flags | F_FINISHED) & ~F_RUNNING;
   ctx->finish_code = code;
   ctx->reply_bb = bb;
+  /* The owner's reference goes before the status batch takes its own, so
+   * that the end (on_done) comes from that batch, on the server's loop,
+   * never from inside this call: the caller may hold a lock on_done
+   * takes. */
+  ctx->refs--;
   if (!(ctx->flags & F_WRITING) && !ctx->sq_head)
     start_status_locked(ctx);
+  last = ctx->refs == 0;
   pthread_mutex_unlock(&ctx->mu);
-  drop(ctx); /* the owner's reference */
+  if (last) /* gRPC core refused the status batch: nothing else will */
+    finalize(ctx);
   return 0;
 }
 

@@ -105,8 +105,22 @@ static void watch_done(prpc_ctx *ctx, int cancelled, void *user_data) {
   free(w);
 }
 
+/* Shutdown has begun: the NOT_SERVING is queued (health_shutdown); the
+ * stream ends now, or it would hold the drain for the whole grace period.
+ * Runs with the call held by the server, and no lock of ours. */
+static void watch_shutdown(prpc_ctx *ctx, void *user_data) {
+  watcher *w = user_data;
+  health *h = w->h;
+  pthread_mutex_lock(&h->mu);
+  h->all_down = 1;
+  tell(h, w);
+  pthread_mutex_unlock(&h->mu);
+  prpc_ctx_set_message(ctx, "the server is shutting down");
+  prpc_ctx_finish(ctx, GRPC_STATUS_UNAVAILABLE);
+}
+
 static const prpc_ctx_callbacks watch_callbacks = {
-    .on_done = watch_done};
+    .on_shutdown = watch_shutdown, .on_done = watch_done};
 
 static grpc_status_code watch(prpc_ctx *ctx,
                               const Grpc__Health__V1__HealthCheckRequest *req,
@@ -162,19 +176,14 @@ static int health_start(void *data, const prpc_service_desc *const *services,
   return 0;
 }
 
-/* Everything goes NOT_SERVING; watchers are told, and their streams end
- * (a watcher would otherwise hold the drain for the whole grace period). */
+/* Everything goes NOT_SERVING and watchers are told; their streams end
+ * in watch_shutdown, which the server calls next. */
 static void health_shutdown(void *data) {
   health *h = data;
   pthread_mutex_lock(&h->mu);
   h->all_down = 1;
-  for (watcher *w = h->watchers; w; w = w->next) {
+  for (watcher *w = h->watchers; w; w = w->next)
     tell(h, w);
-    prpc_ctx_set_message(w->ctx, "the server is shutting down");
-    /* Ends after the NOT_SERVING queued above; on_done (which takes mu)
-     * runs later, on the server's loop. */
-    prpc_ctx_finish(w->ctx, GRPC_STATUS_UNAVAILABLE);
-  }
   pthread_mutex_unlock(&h->mu);
 }
 

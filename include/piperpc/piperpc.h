@@ -817,8 +817,10 @@ PRPC_API grpc_status_code prpc_ctx_defer(prpc_ctx *ctx);
  * message queued with prpc_ctx_send(), the status with the message and
  * trailers set. Any thread, once; it may come before the handler has
  * returned PRPC_DEFERRED. The context must not be used after it returns,
- * but in callbacks still to come. Returns 0, PRPC_ESTATE (finished
- * already) or -EINVAL. */
+ * but in callbacks still to come. No callback runs inside it (on_done
+ * comes later, on the server's loop), so it may be called under a lock
+ * that on_done takes. Returns 0, PRPC_ESTATE (finished already) or
+ * -EINVAL. */
 PRPC_API int prpc_ctx_finish(prpc_ctx *ctx, grpc_status_code code);
 
 /* Callbacks of a server call; run on the server's loop (on_shutdown:
