@@ -580,13 +580,15 @@ static void emit_header_service(sb *h, const service *s) {
       sb_printf(h,
                 "/* Calls %s and returns at once; done gets the reply (in "
                 "*reply, which\n * must stay valid until then) and the "
-                "status. See prpc_unary_call_async_into(). */\n"
+                "status. call may be NULL; else it is\n * set to the call, "
+                "for prpc_call_cancel(), valid until done returns. See\n * "
+                "prpc_unary_call_async_into(). */\n"
                 "int %s_client__%s_async(prpc_channel *channel,\n"
                 "    const %s *request, const prpc_call_opts *opts, %s "
                 "*reply,\n"
                 "    void (*done)(%s *reply, const prpc_status *status, "
                 "void *user_data),\n"
-                "    void *user_data);\n",
+                "    void *user_data, prpc_call **call);\n",
                 m->path, fn, m->lower, m->in_type, m->out_type, m->out_type);
       continue;
     }
@@ -602,13 +604,14 @@ static void emit_header_service(sb *h, const service *s) {
       sb_printf(h,
                 "/* Calls %s and returns at once; done gets the reply "
                 "(borrowed until it\n * returns; NULL unless "
-                "GRPC_STATUS_OK) and the status. See\n * "
-                "prpc_unary_call_async(). */\n"
+                "GRPC_STATUS_OK) and the status. call may be NULL;\n * "
+                "else it is set to the call, for prpc_call_cancel(), valid "
+                "until done\n * returns. See prpc_unary_call_async(). */\n"
                 "int %s_client__%s_async(prpc_channel *channel,\n"
                 "    const %s *request, const prpc_call_opts *opts,\n"
                 "    void (*done)(%s *reply, const prpc_status *status, "
                 "void *user_data),\n"
-                "    void *user_data);\n",
+                "    void *user_data, prpc_call **call);\n",
                 m->path, fn, m->lower, m->in_type, m->out_type);
       continue;
     }
@@ -805,12 +808,12 @@ static void emit_unary_async(sb *c, const service *s, const method *m,
               "*reply,\n"
               "    void (*done)(%s *reply, const prpc_status *status, "
               "void *user_data),\n"
-              "    void *user_data) {\n"
+              "    void *user_data, prpc_call **call) {\n"
               "  if (!reply)\n"
               "    return -22; /* -EINVAL */\n"
               "  return prpc_unary_call_async_fn(channel, &%s__methods[%zu], "
               "request, opts,\n"
-              "      reply, %s__%s__done, (prpc_fn)done, user_data, NULL);\n"
+              "      reply, %s__%s__done, (prpc_fn)done, user_data, call);\n"
               "}\n",
               fn, md, m->in_type, m->out_type, m->out_type, fn, i, fn, md);
   else
@@ -819,10 +822,10 @@ static void emit_unary_async(sb *c, const service *s, const method *m,
               "    const %s *request, const prpc_call_opts *opts,\n"
               "    void (*done)(%s *reply, const prpc_status *status, "
               "void *user_data),\n"
-              "    void *user_data) {\n"
+              "    void *user_data, prpc_call **call) {\n"
               "  return prpc_unary_call_async_fn(channel, &%s__methods[%zu], "
               "request, opts,\n"
-              "      NULL, %s__%s__done, (prpc_fn)done, user_data, NULL);\n"
+              "      NULL, %s__%s__done, (prpc_fn)done, user_data, call);\n"
               "}\n",
               fn, md, m->in_type, m->out_type, fn, i, fn, md);
 }

@@ -916,6 +916,11 @@ int prpc_ctx_set_callbacks(prpc_ctx *ctx, const prpc_ctx_callbacks *cb,
   }
   ctx->cb = cb;
   ctx->cb_user = user_data;
+  /* A unary call asks for its close with the status; one that is to be
+   * told of a cancel (or to end by itself on one) asks for it now. */
+  if (cb && (cb->on_cancel || cb->on_done) &&
+      !(ctx->flags & (F_CLOSE_STARTED | F_STATUS)))
+    start_close_locked(ctx);
   /* What happened before the callbacks were set is told now. */
   tell_cancel = cb && cb->on_cancel && (ctx->flags & F_CLOSE_DONE) &&
                 ctx->cancelled && !(ctx->flags & F_CANCEL_TOLD);

@@ -653,15 +653,42 @@ void prpc_server_shutdown(prpc_server *srv) {
   pthread_mutex_unlock(&srv->mu);
 }
 
+/* One wait on cv (mu held) until woken or deadline (NULL: none); the
+ * caller checks its condition again. On an application's loop what is
+ * waited for (the calls' ends, gRPC core's shutdown notice) comes through
+ * that loop, and the waiting thread is the one that runs it: so the wait
+ * runs the loop, 50 ms at a time at most (a change made by another thread
+ * is seen within that). Returns ETIMEDOUT once deadline has passed. */
+static int wait_step(prpc_server *srv, pthread_cond_t *cv,
+                     pthread_mutex_t *mu, const struct timespec *deadline) {
+  int fd = prpc_loop_fd(srv->loop), ms = 50;
+  if (fd < 0)
+    return deadline ? pthread_cond_timedwait(cv, mu, deadline)
+                    : pthread_cond_wait(cv, mu);
+  if (deadline) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t left = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
+                   (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    if (left <= 0)
+      return ETIMEDOUT;
+    if (left < ms)
+      ms = (int)left;
+  }
+  pthread_mutex_unlock(mu);
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, ms) >= 0)
+    prpc_loop_process(srv->loop);
+  pthread_mutex_lock(mu);
+  return 0;
+}
+
 /* Waits for both core servers' shutdown, until deadline (NULL: for ever).
  * mu held. Returns 1 when both are done. */
 static int wait_cores(prpc_server *srv, const struct timespec *deadline) {
   while (!(srv->main.shutdown_done && (!srv->deny.core ||
                                        srv->deny.shutdown_done))) {
-    if (!deadline)
-      pthread_cond_wait(&srv->cv, &srv->mu);
-    else if (pthread_cond_timedwait(&srv->cv, &srv->mu, deadline) ==
-             ETIMEDOUT)
+    if (wait_step(srv, &srv->cv, &srv->mu, deadline) == ETIMEDOUT)
       return 0;
   }
   return 1;
@@ -682,7 +709,7 @@ int prpc_server_wait(prpc_server *srv) {
   }
   while (srv->state == SRV_STARTED ||
          (srv->state == SRV_STOPPING && !srv->drain_started))
-    pthread_cond_wait(&srv->cv, &srv->mu);
+    wait_step(srv, &srv->cv, &srv->mu, NULL);
   if (srv->state == SRV_STOPPED) {
     pthread_mutex_unlock(&srv->mu);
     return 0;
@@ -692,8 +719,7 @@ int prpc_server_wait(prpc_server *srv) {
 
   /* gRPC core notifies once every call has ended; after the grace period
    * the calls still running end with UNAVAILABLE. On an application's loop
-   * the application runs the loop meanwhile (it must not wait here from
-   * its own thread: see prpc_server_wait()). */
+   * this thread runs the loop meanwhile (wait_step). */
   gpr_timespec left = gpr_time_sub(srv->stop_deadline,
                                    gpr_now(GPR_CLOCK_MONOTONIC));
   clock_gettime(CLOCK_REALTIME, &deadline);
@@ -724,7 +750,7 @@ int prpc_server_wait(prpc_server *srv) {
    * writes fail), and their threads go. */
   pthread_mutex_lock(&srv->calls_mu);
   while (srv->n_live > 0)
-    pthread_cond_wait(&srv->calls_cv, &srv->calls_mu);
+    wait_step(srv, &srv->calls_cv, &srv->calls_mu, NULL);
   pthread_mutex_unlock(&srv->calls_mu);
   prpc__pool_destroy(srv->pool);
   srv->pool = NULL;

@@ -32,6 +32,8 @@ static void *finish_later(void *arg) {
   return NULL;
 }
 
+static const prpc_ctx_callbacks watchful;
+
 /* "locked": finished from another thread that holds a lock on_done takes,
  * as an application finishing under its own lock would. on_done must come
  * from the server's loop, never from inside prpc_ctx_finish(). */
@@ -74,6 +76,10 @@ static grpc_status_code s_unary(prpc_ctx *ctx, const Test__Common__Text *req,
   if (strcmp(t, "fail") == 0) {
     prpc_ctx_set_message(ctx, "not today");
     return GRPC_STATUS_FAILED_PRECONDITION;
+  }
+  if (strcmp(t, "never") == 0) { /* ends by cancel or shutdown only */
+    ASSERT_EQ(prpc_ctx_set_callbacks(ctx, &watchful, NULL), 0);
+    return prpc_ctx_defer(ctx);
   }
   if (strcmp(t, "locked") == 0) {
     ASSERT_EQ(prpc_ctx_set_callbacks(ctx, &locked_callbacks, NULL), 0);
@@ -287,20 +293,20 @@ static void unary_many_in_flight(void) {
     Test__Common__Text req = TEST__COMMON__TEXT__INIT;
     req.text = i % 10 == 0 ? "fail" : "n";
     ASSERT_EQ(test__multi__v1__streamer_client__unary_async(ch, &req, NULL,
-                                                            unary_done, &t),
+                                                            unary_done, &t, NULL),
               0);
   }
   wait_for(&t.done, N, NULL);
   ASSERT_EQ(atomic_load(&t.ok), N - N / 10);
   ASSERT_EQ(atomic_load(&t.bad), N / 10);
   ASSERT_EQ(test__multi__v1__streamer_client__unary_async(ch, NULL, NULL,
-                                                          unary_done, &t),
+                                                          unary_done, &t, NULL),
             -EINVAL);
   prpc_call_opts o = PRPC_CALL_OPTS_INIT;
   Test__Common__Text req = TEST__COMMON__TEXT__INIT;
   o.compression = "zstd";
   ASSERT_EQ(test__multi__v1__streamer_client__unary_async(ch, &req, &o,
-                                                          unary_done, &t),
+                                                          unary_done, &t, NULL),
             -EINVAL);
   ASSERT_CONTAINS(prpc_last_error(), "unknown compression algorithm");
   test_sleep_ms(50);
@@ -323,7 +329,7 @@ static void application_loop(void) {
     Test__Common__Text req = TEST__COMMON__TEXT__INIT;
     req.text = i % 10 == 0 ? "fail" : "n";
     ASSERT_EQ(test__multi__v1__streamer_client__unary_async(ch, &req, NULL,
-                                                            unary_done, &t),
+                                                            unary_done, &t, NULL),
               0);
   }
   wait_for(&t.done, N, loop);
@@ -615,7 +621,7 @@ static void destroy_right_after_callback(void) {
     atomic_store(&t.done, 0);
     ASSERT_EQ(prpc_channel_create(target, NULL, &ch), 0);
     ASSERT_EQ(test__multi__v1__streamer_client__unary_async(ch, &req, NULL,
-                                                            unary_done, &t),
+                                                            unary_done, &t, NULL),
               0);
     while (atomic_load(&t.done) == 0)
       sched_yield();
@@ -625,9 +631,92 @@ static void destroy_right_after_callback(void) {
   stop();
 }
 
+/* A deferred unary call is told of its client's cancel, and of its
+ * deadline, at once (on_cancel), and ends by itself (on_done). */
+static void deferred_unary_told_of_cancel(void) {
+  static tally t;
+  Test__Common__Text req = TEST__COMMON__TEXT__INIT;
+  prpc_call_opts o = PRPC_CALL_OPTS_INIT;
+  prpc_server_stats st;
+  prpc_call *call = NULL;
+  start_with(NULL, NULL);
+  req.text = "never";
+  int c0 = atomic_load(&cancels_told), d0 = atomic_load(&dones_cancelled);
+  ASSERT_EQ(test__multi__v1__streamer_client__unary_async(
+                ch, &req, NULL, unary_done, &t, &call),
+            0);
+  ASSERT(call != NULL);
+  double t0 = test_now_ms();
+  do {
+    ASSERT_EQ(prpc_server_get_stats(srv, &st), 0);
+  } while (st.calls_active == 0 && test_now_ms() - t0 < 5000 &&
+           (test_sleep_ms(1), 1));
+  ASSERT_EQ(st.calls_active, 1);
+  prpc_call_cancel(call); /* valid: done has not run */
+  wait_for(&t.done, 1, NULL);
+  wait_for(&dones_cancelled, d0 + 1, NULL);
+  ASSERT_EQ(atomic_load(&cancels_told), c0 + 1);
+  /* The same for a deadline that passes. */
+  o.timeout_ms = 200;
+  t0 = test_now_ms();
+  ASSERT_EQ(test__multi__v1__streamer_client__unary_async(
+                ch, &req, &o, unary_done, &t, NULL),
+            0);
+  wait_for(&dones_cancelled, d0 + 2, NULL);
+  double took = test_now_ms() - t0;
+  fprintf(stderr, "a deferred unary call ended %.0f ms after its start "
+                  "(deadline 200 ms)\n",
+          took);
+  ASSERT_EQ(atomic_load(&cancels_told), c0 + 2);
+  ASSERT(took < 2000);
+  wait_for(&t.done, 2, NULL);
+  ASSERT_EQ(prpc_server_get_stats(srv, &st), 0);
+  ASSERT_EQ(st.calls_active, 0);
+  stop();
+}
+
+/* A server and a channel on the application's loop stop from the loop's
+ * own thread: prpc_server_destroy() runs the loop while it waits, so the
+ * open calls end (on_shutdown finishes them) and it returns at once. */
+static void application_loop_stops_from_its_thread(void) {
+  static tally t;
+  prpc_loop *loop;
+  prpc_server_stats st;
+  Test__Common__Text req = TEST__COMMON__TEXT__INIT;
+  ASSERT_EQ(prpc_loop_create(&loop), 0);
+  start_with(loop, loop);
+  req.text = "never";
+  for (int i = 0; i < 3; i++)
+    ASSERT_EQ(test__multi__v1__streamer_client__unary_async(
+                  ch, &req, NULL, unary_done, &t, NULL),
+              0);
+  double t0 = test_now_ms();
+  do {
+    struct pollfd p = {prpc_loop_fd(loop), POLLIN, 0};
+    poll(&p, 1, 10);
+    prpc_loop_process(loop);
+    ASSERT_EQ(prpc_server_get_stats(srv, &st), 0);
+  } while (st.calls_active < 3 && test_now_ms() - t0 < 5000);
+  ASSERT_EQ(st.calls_active, 3);
+  alarm(30); /* a hang fails the test rather than the run */
+  t0 = test_now_ms();
+  prpc_server_shutdown(srv);
+  prpc_server_destroy(srv); /* grace 10 s: must not take it */
+  double took = test_now_ms() - t0;
+  alarm(0);
+  fprintf(stderr, "stopped from the loop's thread in %.1f ms\n", took);
+  ASSERT(took < 3000);
+  wait_for(&t.done, 3, loop); /* the client saw each call end */
+  prpc_channel_destroy(ch);
+  prpc_loop_destroy(loop);
+  test_rmdir(dir);
+}
+
 TEST_MAIN(CASE(unary_many_in_flight), CASE(application_loop),
           CASE(deferred_reply), CASE(push_from_another_thread),
           CASE(cancel_told_at_once), CASE(shutdown_told_at_once),
           CASE(bidi_both_async), CASE(client_stream_async),
           CASE(channel_destroyed_in_flight),
-          CASE(destroy_right_after_callback))
+          CASE(destroy_right_after_callback),
+          CASE(deferred_unary_told_of_cancel),
+          CASE(application_loop_stops_from_its_thread))

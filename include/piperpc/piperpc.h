@@ -512,7 +512,10 @@ PRPC_API void prpc_server_shutdown(prpc_server *server);
 
 /* Blocks until the server has shut down and every worker has stopped.
  * Returns 0, or PRPC_ESTATE if the server was never started. Do not call
- * from a handler. */
+ * from a handler. A server on an application's loop (opts.loop): call it
+ * (and prpc_server_destroy()) from the thread that runs that loop; it
+ * runs the loop while it waits, so the calls in flight, and channels on
+ * the same loop, go on to their end. */
 PRPC_API int prpc_server_wait(prpc_server *server);
 
 /* Starts the server if needed, then blocks until prpc_server_shutdown() or

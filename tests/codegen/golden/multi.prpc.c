@@ -132,9 +132,9 @@ static void test__multi__v1__streamer__unary__done(prpc_call *call, void *reply,
 int test__multi__v1__streamer_client__unary_async(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     void (*done)(Test__Common__Text *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   return prpc_unary_call_async_fn(channel, &test__multi__v1__streamer__methods[0], request, opts,
-      NULL, test__multi__v1__streamer__unary__done, (prpc_fn)done, user_data, NULL);
+      NULL, test__multi__v1__streamer__unary__done, (prpc_fn)done, user_data, call);
 }
 
 int test__multi__v1__streamer_client__range_start(prpc_channel *channel,
@@ -234,9 +234,9 @@ static void test__multi__v1__streamer__nested_type__done(prpc_call *call, void *
 int test__multi__v1__streamer_client__nested_type_async(prpc_channel *channel,
     const Test__Multi__V1__RangeRequest__Options *request, const prpc_call_opts *opts,
     void (*done)(Test__Multi__V1__RangeRequest__Options *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   return prpc_unary_call_async_fn(channel, &test__multi__v1__streamer__methods[4], request, opts,
-      NULL, test__multi__v1__streamer__nested_type__done, (prpc_fn)done, user_data, NULL);
+      NULL, test__multi__v1__streamer__nested_type__done, (prpc_fn)done, user_data, call);
 }
 
 static grpc_status_code test__multi__v1__streamer__unary__invoke(const void *impl, prpc_ctx *ctx,
@@ -361,9 +361,9 @@ static void test__multi__v1__httpadmin__get_urlstatus__done(prpc_call *call, voi
 int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     void (*done)(Test__Common__Text *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   return prpc_unary_call_async_fn(channel, &test__multi__v1__httpadmin__methods[0], request, opts,
-      NULL, test__multi__v1__httpadmin__get_urlstatus__done, (prpc_fn)done, user_data, NULL);
+      NULL, test__multi__v1__httpadmin__get_urlstatus__done, (prpc_fn)done, user_data, call);
 }
 
 grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *channel,
@@ -386,9 +386,9 @@ static void test__multi__v1__httpadmin__get_raw_value__done(prpc_call *call, voi
 int test__multi__v1__httpadmin_client__get_raw_value_async(prpc_channel *channel,
     const Test__Common__Number *request, const prpc_call_opts *opts,
     void (*done)(Test__Common__Number *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   return prpc_unary_call_async_fn(channel, &test__multi__v1__httpadmin__methods[1], request, opts,
-      NULL, test__multi__v1__httpadmin__get_raw_value__done, (prpc_fn)done, user_data, NULL);
+      NULL, test__multi__v1__httpadmin__get_raw_value__done, (prpc_fn)done, user_data, call);
 }
 
 static grpc_status_code test__multi__v1__httpadmin__get_urlstatus__invoke(const void *impl, prpc_ctx *ctx,

@@ -28,12 +28,13 @@ grpc_status_code test__multi__v1__streamer_client__unary(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     Test__Common__Text **reply, prpc_status *status);
 /* Calls /test.multi.v1.Streamer/Unary and returns at once; done gets the reply (borrowed until it
- * returns; NULL unless GRPC_STATUS_OK) and the status. See
- * prpc_unary_call_async(). */
+ * returns; NULL unless GRPC_STATUS_OK) and the status. call may be NULL;
+ * else it is set to the call, for prpc_call_cancel(), valid until done
+ * returns. See prpc_unary_call_async(). */
 int test__multi__v1__streamer_client__unary_async(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     void (*done)(Test__Common__Text *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* /test.multi.v1.Streamer/Range (server-streaming). End the call with prpc_call_finish(call, NULL, status). */
 int test__multi__v1__streamer_client__range_start(prpc_channel *channel,
@@ -77,12 +78,13 @@ grpc_status_code test__multi__v1__streamer_client__nested_type(prpc_channel *cha
     const Test__Multi__V1__RangeRequest__Options *request, const prpc_call_opts *opts,
     Test__Multi__V1__RangeRequest__Options **reply, prpc_status *status);
 /* Calls /test.multi.v1.Streamer/NestedType and returns at once; done gets the reply (borrowed until it
- * returns; NULL unless GRPC_STATUS_OK) and the status. See
- * prpc_unary_call_async(). */
+ * returns; NULL unless GRPC_STATUS_OK) and the status. call may be NULL;
+ * else it is set to the call, for prpc_call_cancel(), valid until done
+ * returns. See prpc_unary_call_async(). */
 int test__multi__v1__streamer_client__nested_type_async(prpc_channel *channel,
     const Test__Multi__V1__RangeRequest__Options *request, const prpc_call_opts *opts,
     void (*done)(Test__Multi__V1__RangeRequest__Options *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its INIT
@@ -138,12 +140,13 @@ grpc_status_code test__multi__v1__httpadmin_client__get_urlstatus(prpc_channel *
     const Test__Common__Text *request, const prpc_call_opts *opts,
     Test__Common__Text **reply, prpc_status *status);
 /* Calls /test.multi.v1.HTTPAdmin/GetURLStatus and returns at once; done gets the reply (borrowed until it
- * returns; NULL unless GRPC_STATUS_OK) and the status. See
- * prpc_unary_call_async(). */
+ * returns; NULL unless GRPC_STATUS_OK) and the status. call may be NULL;
+ * else it is set to the call, for prpc_call_cancel(), valid until done
+ * returns. See prpc_unary_call_async(). */
 int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     void (*done)(Test__Common__Text *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* Calls /test.multi.v1.HTTPAdmin/get_raw_value and blocks until it ends. On GRPC_STATUS_OK *reply is a new
  * message the caller owns: free it with protobuf_c_message_free_unpacked(). */
@@ -151,12 +154,13 @@ grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *
     const Test__Common__Number *request, const prpc_call_opts *opts,
     Test__Common__Number **reply, prpc_status *status);
 /* Calls /test.multi.v1.HTTPAdmin/get_raw_value and returns at once; done gets the reply (borrowed until it
- * returns; NULL unless GRPC_STATUS_OK) and the status. See
- * prpc_unary_call_async(). */
+ * returns; NULL unless GRPC_STATUS_OK) and the status. call may be NULL;
+ * else it is set to the call, for prpc_call_cancel(), valid until done
+ * returns. See prpc_unary_call_async(). */
 int test__multi__v1__httpadmin_client__get_raw_value_async(prpc_channel *channel,
     const Test__Common__Number *request, const prpc_call_opts *opts,
     void (*done)(Test__Common__Number *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its INIT

@@ -57,9 +57,9 @@ static void plain__send__done(prpc_call *call, void *reply,
 int plain_client__send_async(prpc_channel *channel,
     const Ping *request, const prpc_call_opts *opts,
     void (*done)(Pong *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   return prpc_unary_call_async_fn(channel, &plain__methods[0], request, opts,
-      NULL, plain__send__done, (prpc_fn)done, user_data, NULL);
+      NULL, plain__send__done, (prpc_fn)done, user_data, call);
 }
 
 static grpc_status_code plain__send__invoke(const void *impl, prpc_ctx *ctx,

@@ -138,11 +138,11 @@ static void test__multi__v1__streamer__unary__done(prpc_call *call, void *reply,
 int test__multi__v1__streamer_client__unary_async(prpc_channel *channel,
     const test_common_Text *request, const prpc_call_opts *opts, test_common_Text *reply,
     void (*done)(test_common_Text *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   if (!reply)
     return -22; /* -EINVAL */
   return prpc_unary_call_async_fn(channel, &test__multi__v1__streamer__methods[0], request, opts,
-      reply, test__multi__v1__streamer__unary__done, (prpc_fn)done, user_data, NULL);
+      reply, test__multi__v1__streamer__unary__done, (prpc_fn)done, user_data, call);
 }
 
 int test__multi__v1__streamer_client__range_start(prpc_channel *channel,
@@ -228,11 +228,11 @@ static void test__multi__v1__streamer__nested_type__done(prpc_call *call, void *
 int test__multi__v1__streamer_client__nested_type_async(prpc_channel *channel,
     const test_multi_v1_RangeRequest_Options *request, const prpc_call_opts *opts, test_multi_v1_RangeRequest_Options *reply,
     void (*done)(test_multi_v1_RangeRequest_Options *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   if (!reply)
     return -22; /* -EINVAL */
   return prpc_unary_call_async_fn(channel, &test__multi__v1__streamer__methods[4], request, opts,
-      reply, test__multi__v1__streamer__nested_type__done, (prpc_fn)done, user_data, NULL);
+      reply, test__multi__v1__streamer__nested_type__done, (prpc_fn)done, user_data, call);
 }
 
 static grpc_status_code test__multi__v1__streamer__unary__invoke(const void *impl, prpc_ctx *ctx,
@@ -375,11 +375,11 @@ static void test__multi__v1__httpadmin__get_urlstatus__done(prpc_call *call, voi
 int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel,
     const test_common_Text *request, const prpc_call_opts *opts, test_common_Text *reply,
     void (*done)(test_common_Text *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   if (!reply)
     return -22; /* -EINVAL */
   return prpc_unary_call_async_fn(channel, &test__multi__v1__httpadmin__methods[0], request, opts,
-      reply, test__multi__v1__httpadmin__get_urlstatus__done, (prpc_fn)done, user_data, NULL);
+      reply, test__multi__v1__httpadmin__get_urlstatus__done, (prpc_fn)done, user_data, call);
 }
 
 grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *channel,
@@ -398,11 +398,11 @@ static void test__multi__v1__httpadmin__get_raw_value__done(prpc_call *call, voi
 int test__multi__v1__httpadmin_client__get_raw_value_async(prpc_channel *channel,
     const test_common_Number *request, const prpc_call_opts *opts, test_common_Number *reply,
     void (*done)(test_common_Number *reply, const prpc_status *status, void *user_data),
-    void *user_data) {
+    void *user_data, prpc_call **call) {
   if (!reply)
     return -22; /* -EINVAL */
   return prpc_unary_call_async_fn(channel, &test__multi__v1__httpadmin__methods[1], request, opts,
-      reply, test__multi__v1__httpadmin__get_raw_value__done, (prpc_fn)done, user_data, NULL);
+      reply, test__multi__v1__httpadmin__get_raw_value__done, (prpc_fn)done, user_data, call);
 }
 
 static grpc_status_code test__multi__v1__httpadmin__get_urlstatus__invoke(const void *impl, prpc_ctx *ctx,

@@ -29,11 +29,13 @@ grpc_status_code test__multi__v1__streamer_client__unary(prpc_channel *channel,
     const test_common_Text *request, const prpc_call_opts *opts,
     test_common_Text *reply, prpc_status *status);
 /* Calls /test.multi.v1.Streamer/Unary and returns at once; done gets the reply (in *reply, which
- * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+ * must stay valid until then) and the status. call may be NULL; else it is
+ * set to the call, for prpc_call_cancel(), valid until done returns. See
+ * prpc_unary_call_async_into(). */
 int test__multi__v1__streamer_client__unary_async(prpc_channel *channel,
     const test_common_Text *request, const prpc_call_opts *opts, test_common_Text *reply,
     void (*done)(test_common_Text *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* /test.multi.v1.Streamer/Range (server-streaming). End the call with prpc_call_finish(call, NULL, status). */
 int test__multi__v1__streamer_client__range_start(prpc_channel *channel,
@@ -78,11 +80,13 @@ grpc_status_code test__multi__v1__streamer_client__nested_type(prpc_channel *cha
     const test_multi_v1_RangeRequest_Options *request, const prpc_call_opts *opts,
     test_multi_v1_RangeRequest_Options *reply, prpc_status *status);
 /* Calls /test.multi.v1.Streamer/NestedType and returns at once; done gets the reply (in *reply, which
- * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+ * must stay valid until then) and the status. call may be NULL; else it is
+ * set to the call, for prpc_call_cancel(), valid until done returns. See
+ * prpc_unary_call_async_into(). */
 int test__multi__v1__streamer_client__nested_type_async(prpc_channel *channel,
     const test_multi_v1_RangeRequest_Options *request, const prpc_call_opts *opts, test_multi_v1_RangeRequest_Options *reply,
     void (*done)(test_multi_v1_RangeRequest_Options *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
@@ -148,11 +152,13 @@ grpc_status_code test__multi__v1__httpadmin_client__get_urlstatus(prpc_channel *
     const test_common_Text *request, const prpc_call_opts *opts,
     test_common_Text *reply, prpc_status *status);
 /* Calls /test.multi.v1.HTTPAdmin/GetURLStatus and returns at once; done gets the reply (in *reply, which
- * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+ * must stay valid until then) and the status. call may be NULL; else it is
+ * set to the call, for prpc_call_cancel(), valid until done returns. See
+ * prpc_unary_call_async_into(). */
 int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel,
     const test_common_Text *request, const prpc_call_opts *opts, test_common_Text *reply,
     void (*done)(test_common_Text *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* Calls /test.multi.v1.HTTPAdmin/get_raw_value and blocks until it ends. reply is the caller's struct
  * (test_common_Number_init_zero, plus any decode callbacks), filled on GRPC_STATUS_OK;
@@ -161,11 +167,13 @@ grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *
     const test_common_Number *request, const prpc_call_opts *opts,
     test_common_Number *reply, prpc_status *status);
 /* Calls /test.multi.v1.HTTPAdmin/get_raw_value and returns at once; done gets the reply (in *reply, which
- * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+ * must stay valid until then) and the status. call may be NULL; else it is
+ * set to the call, for prpc_call_cancel(), valid until done returns. See
+ * prpc_unary_call_async_into(). */
 int test__multi__v1__httpadmin_client__get_raw_value_async(prpc_channel *channel,
     const test_common_Number *request, const prpc_call_opts *opts, test_common_Number *reply,
     void (*done)(test_common_Number *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its

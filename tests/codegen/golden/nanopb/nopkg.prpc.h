@@ -29,11 +29,13 @@ grpc_status_code plain_client__send(prpc_channel *channel,
     const Ping *request, const prpc_call_opts *opts,
     Pong *reply, prpc_status *status);
 /* Calls /Plain/Send and returns at once; done gets the reply (in *reply, which
- * must stay valid until then) and the status. See prpc_unary_call_async_into(). */
+ * must stay valid until then) and the status. call may be NULL; else it is
+ * set to the call, for prpc_call_cancel(), valid until done returns. See
+ * prpc_unary_call_async_into(). */
 int plain_client__send_async(prpc_channel *channel,
     const Ping *request, const prpc_call_opts *opts, Pong *reply,
     void (*done)(Pong *reply, const prpc_status *status, void *user_data),
-    void *user_data);
+    void *user_data, prpc_call **call);
 
 /* Server. One handler per rpc; a NULL handler answers UNIMPLEMENTED.
  * request is borrowed until the handler returns. reply starts at its
