@@ -22,6 +22,7 @@ jobs=${JOBS:-$(nproc)}
 packages=(gcc make cmake pkg-config
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libprotoc-dev libjansson-dev
+  libuv1-dev # the libuv event-loop example (examples/eventloop)
   nanopb libnanopb-dev) # the nanopb backend (its demos, bench server, tests)
 if [ "$mode" != demo ]; then
   # The benchmark's gRPC C++ peer (its smoke run is part of the tests).
