@@ -162,6 +162,7 @@ void prpc__channel_live_remove(prpc_channel *ch, prpc__live_call *lc,
 void prpc_channel_destroy(prpc_channel *ch) {
   if (!ch)
     return;
+  prpc__error_freeze();
   /* Calls still running end now, with CANCELLED; each keeps the channel
    * object until it is finished. */
   pthread_mutex_lock(&ch->mu);
@@ -171,6 +172,7 @@ void prpc_channel_destroy(prpc_channel *ch) {
                                  DESTROYED_MESSAGE, NULL);
   pthread_mutex_unlock(&ch->mu);
   channel_unref(ch);
+  prpc__error_thaw();
 }
 
 grpc_completion_queue *prpc__channel_cq_get(prpc_channel *ch) {

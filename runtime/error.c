@@ -7,16 +7,26 @@
 #include <string.h>
 
 static _Thread_local char last_error[512];
+static _Thread_local int frozen;
 
 int prpc__fail(int err, const char *fmt, ...) {
   va_list ap;
+  if (frozen)
+    return err;
   va_start(ap, fmt);
   vsnprintf(last_error, sizeof(last_error), fmt, ap);
   va_end(ap);
   return err;
 }
 
-void prpc__clear_error(void) { last_error[0] = '\0'; }
+void prpc__clear_error(void) {
+  if (!frozen)
+    last_error[0] = '\0';
+}
+
+void prpc__error_freeze(void) { frozen++; }
+
+void prpc__error_thaw(void) { frozen--; }
 
 const char *prpc_last_error(void) { return last_error; }
 

@@ -51,6 +51,12 @@ void __tsan_release(void *addr);
 /* Records a detail message for prpc_last_error() and returns err. */
 int prpc__fail(int err, const char *fmt, ...) PRPC__PRINTF(2, 3);
 void prpc__clear_error(void);
+/* Between freeze and thaw (nested: counted) prpc__fail() records nothing:
+ * the public functions that return nothing (destroy, shutdown) keep
+ * prpc_last_error() as it was, since error paths call them before they
+ * print it. */
+void prpc__error_freeze(void);
+void prpc__error_thaw(void);
 
 /* ---- logging (runtime/log.c) ---- */
 #define PRPC__LOG_DEBUG PRPC_LOG_DEBUG

@@ -464,8 +464,10 @@ int prpc_loop_process(prpc_loop *l) {
 }
 
 void prpc_loop_destroy(prpc_loop *l) {
+  prpc__error_freeze();
   if (l)
     prpc__loop_unref(l);
+  prpc__error_thaw();
 }
 
 /* ---- both ---- */

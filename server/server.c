@@ -614,9 +614,7 @@ static void core_shutdown(prpc_server *srv, prpc__core_srv *cs) {
                                   &cs->shutdown_op);
 }
 
-void prpc_server_shutdown(prpc_server *srv) {
-  if (!srv)
-    return;
+static void shutdown_server(prpc_server *srv) {
   pthread_mutex_lock(&srv->mu);
   if (srv->state != SRV_STARTED) {
     pthread_mutex_unlock(&srv->mu);
@@ -651,6 +649,14 @@ void prpc_server_shutdown(prpc_server *srv) {
   srv->drain_started = 1;
   pthread_cond_broadcast(&srv->cv);
   pthread_mutex_unlock(&srv->mu);
+}
+
+void prpc_server_shutdown(prpc_server *srv) {
+  if (!srv)
+    return;
+  prpc__error_freeze();
+  shutdown_server(srv);
+  prpc__error_thaw();
 }
 
 /* One wait on cv (mu held) until woken or deadline (NULL: none); the
@@ -844,6 +850,7 @@ int prpc_server_get_stats(prpc_server *srv, prpc_server_stats *out) {
 void prpc_server_destroy(prpc_server *srv) {
   if (!srv)
     return;
+  prpc__error_freeze();
   if (srv->state != SRV_CREATED) {
     prpc_server_shutdown(srv);
     prpc_server_wait(srv);
@@ -894,4 +901,5 @@ void prpc_server_destroy(prpc_server *srv) {
   pthread_cond_destroy(&srv->calls_cv);
   free(srv);
   prpc__core_unref();
+  prpc__error_thaw();
 }

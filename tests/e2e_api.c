@@ -136,5 +136,45 @@ static void tcp_listen_errors(void) {
   prpc_server_destroy(srv);
 }
 
+/* An error path frees what it made before it prints the error: the
+ * destroy functions leave prpc_last_error() as it was. */
+static void last_error_survives_destroy(void) {
+  char *dir = test_tmpdir(), target[300], want[512];
+  prpc_server *srv, *srv2;
+  prpc_channel *ch;
+  prpc_call_opts o = PRPC_CALL_OPTS_INIT;
+  Helloworld__HelloRequest req = HELLOWORLD__HELLO_REQUEST__INIT;
+  snprintf(target, sizeof(target), "unix:%s/s.sock", dir);
+  ASSERT_EQ(prpc_server_create(NULL, &srv), 0);
+  ASSERT_EQ(prpc_server_add_listener(srv, target, NULL), 0);
+  ASSERT_EQ(helloworld__greeter_server__register(srv, &impl, NULL), 0);
+  ASSERT_EQ(prpc_server_start(srv), 0);
+  /* A second server on the same path: refused; destroyed; the reason. */
+  ASSERT_EQ(prpc_server_create(NULL, &srv2), 0);
+  ASSERT_EQ(prpc_server_add_listener(srv2, target, NULL), PRPC_EINUSE);
+  snprintf(want, sizeof(want), "%s", prpc_last_error());
+  ASSERT(want[0] != '\0');
+  prpc_server_destroy(srv2);
+  ASSERT_STREQ(prpc_last_error(), want);
+  /* A call refused locally, then its channel destroyed. */
+  ASSERT_EQ(prpc_channel_create(target, NULL, &ch), 0);
+  o.compression = "zstd";
+  ASSERT_EQ(helloworld__greeter_client__say_hello_async(ch, &req, &o, NULL,
+                                                         NULL, NULL),
+            -EINVAL);
+  snprintf(want, sizeof(want), "%s", prpc_last_error());
+  prpc_channel_destroy(ch);
+  ASSERT_STREQ(prpc_last_error(), want);
+  /* Registering after start: refused; the running server destroyed. */
+  ASSERT_EQ(helloworld__greeter_server__register(srv, &impl, NULL),
+            PRPC_ESTATE);
+  snprintf(want, sizeof(want), "%s", prpc_last_error());
+  prpc_server_shutdown(srv);
+  prpc_server_destroy(srv);
+  ASSERT_STREQ(prpc_last_error(), want);
+  test_rmdir(dir);
+}
+
 TEST_MAIN(CASE(register_all_or_nothing), CASE(local_errors_told_apart),
-          CASE(tcp_listen_errors))
+          CASE(tcp_listen_errors),
+          CASE(last_error_survives_destroy))

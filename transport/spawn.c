@@ -181,10 +181,12 @@ int prpc_child_kill(prpc_child *c, int sig) {
 void prpc_child_destroy(prpc_child *c) {
   if (!c)
     return;
+  prpc__error_freeze();
   if (c->fd >= 0)
     close(c->fd);
   reap(c, WNOHANG);
   free(c);
+  prpc__error_thaw();
 }
 
 const char *prpc_inherited_target(const char *env_name) {

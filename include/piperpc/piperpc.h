@@ -67,7 +67,10 @@ PRPC_API const char *prpc_strerror(int err);
 
 /* Returns the detailed message of the last failed piperpc API call on this
  * thread, or "" if none. Thread-local storage, valid until the next piperpc
- * call on this thread. */
+ * call on this thread that returns a result; the functions that return
+ * nothing (the *_destroy(), prpc_server_shutdown(), prpc_call_cancel(),
+ * the *_clear()) leave it as it is, so an error path may free what it
+ * made before it prints the message. */
 PRPC_API const char *prpc_last_error(void);
 
 /* Logging. The library writes nothing to stdout and is quiet on stderr
@@ -299,9 +302,11 @@ PRPC_API int prpc_call_write_ex(prpc_call *call, const void *msg,
 PRPC_API int prpc_call_writes_done(prpc_call *call);
 
 /* Receives one message. Returns 1 and sets *msg to a new message the caller
- * owns (free with the codec's free); 0 at the end of the stream (then call
- * prpc_call_finish()); PRPC_EMSG if a message did not decode (the call is
- * cancelled). */
+ * owns (free with the codec's free); 0 when no more messages will come;
+ * PRPC_EMSG if a message did not decode (the call is cancelled). 0 is both
+ * "the server ended the stream" and "the call failed" (the connection
+ * lost, the deadline passed, a cancel, an error status): only
+ * prpc_call_finish(), which every call ends with, tells which. */
 PRPC_API int prpc_call_read(prpc_call *call, void **msg);
 /* prpc_call_read() into the caller's struct (codecs with decode_into, see
  * prpc_unary_call_into()). */
