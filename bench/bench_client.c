@@ -3,8 +3,10 @@
  * window and exact percentiles.
  *   bench_client --target T --cell unary|pingpong|server_stream|client_stream
  *                --size BYTES [--inflight N] [--warmup S] [--duration S]
+ *                [--async]
  * With --inflight N > 1 (unary), N threads share one channel, each making
- * blocking calls. */
+ * blocking calls; with --async, the N calls are asynchronous, started from
+ * one thread and each restarted from its own callback: no thread waits. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -84,6 +86,42 @@ static void *unary_loop(void *arg) {
   return NULL;
 }
 
+/* ---- unary, asynchronous: N calls in flight, no thread per call ---- */
+
+typedef struct aslot {
+  samples s; /* this slot's calls run one after another: no lock */
+  double t;
+} aslot;
+
+static Bench__Payload areq = BENCH__PAYLOAD__INIT;
+static atomic_int outstanding;
+
+static void async_done(Bench__Payload *rep, const prpc_status *st, void *ud);
+
+static void async_start(aslot *a) {
+  a->t = now_us();
+  if (bench__echo_client__unary_async(ch, &areq, NULL, async_done, a,
+                                      NULL) != 0) {
+    fprintf(stderr, "bench_client: %s\n", prpc_last_error());
+    exit(1);
+  }
+}
+
+static void async_done(Bench__Payload *rep, const prpc_status *st, void *ud) {
+  aslot *a = ud;
+  int ph = atomic_load(&phase);
+  if (st->code != GRPC_STATUS_OK)
+    die("Unary", st->code, st);
+  if (rep->data.len != size)
+    die("Unary: the echo has the wrong size", GRPC_STATUS_DATA_LOSS, NULL);
+  if (ph == WINDOW)
+    add(&a->s, now_us() - a->t);
+  if (ph == DONE)
+    atomic_fetch_sub(&outstanding, 1);
+  else
+    async_start(a);
+}
+
 /* ---- streaming cells run on the main thread ---- */
 
 static prpc_call *call;
@@ -157,7 +195,8 @@ static void stream_end(void) {
 static void usage(void) {
   fprintf(stderr, "usage: bench_client --target T --cell "
                   "unary|pingpong|server_stream|client_stream --size BYTES\n"
-                  "       [--inflight N] [--warmup S] [--duration S]\n");
+                  "       [--inflight N] [--warmup S] [--duration S] "
+                  "[--async]\n");
   exit(2);
 }
 
@@ -170,6 +209,14 @@ int main(int argc, char **argv) {
   prpc_channel_opts copts = PRPC_CHANNEL_OPTS_INIT;
   struct rusage ru0, ru1;
   samples all = {0};
+  int async = 0;
+  for (int i = 1; i < argc; i++) /* the one flag without a value */
+    if (strcmp(argv[i], "--async") == 0) {
+      async = 1;
+      memmove(&argv[i], &argv[i + 1], (size_t)(argc - i) * sizeof(*argv));
+      argc--;
+      break;
+    }
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *a = argv[i], *v = argv[i + 1];
     if (strcmp(a, "--target") == 0)
@@ -199,7 +246,38 @@ int main(int argc, char **argv) {
   }
 
   double t0 = now_us(), t_start, t_end;
-  if (strcmp(cell, "unary") == 0) {
+  if (async && strcmp(cell, "unary") != 0)
+    usage();
+  if (async) {
+    aslot *slots = calloc((size_t)inflight, sizeof(*slots));
+    areq.data.data = buf;
+    areq.data.len = size;
+    atomic_store(&outstanding, inflight);
+    for (int i = 0; i < inflight; i++)
+      async_start(&slots[i]);
+    while (now_us() - t0 < warmup_s * 1e6)
+      nanosleep(&(struct timespec){0, 1000000}, NULL);
+    getrusage(RUSAGE_SELF, &ru0);
+    t_start = now_us();
+    printf("WINDOW_START\n");
+    fflush(stdout);
+    atomic_store(&phase, WINDOW);
+    while (now_us() - t_start < duration_s * 1e6)
+      nanosleep(&(struct timespec){0, 1000000}, NULL);
+    atomic_store(&phase, DONE);
+    t_end = now_us();
+    getrusage(RUSAGE_SELF, &ru1);
+    printf("WINDOW_END\n");
+    fflush(stdout);
+    while (atomic_load(&outstanding) > 0)
+      nanosleep(&(struct timespec){0, 1000000}, NULL);
+    for (int i = 0; i < inflight; i++) {
+      for (size_t k = 0; k < slots[i].s.n; k++)
+        add(&all, slots[i].s.v[k]);
+      free(slots[i].s.v);
+    }
+    free(slots);
+  } else if (strcmp(cell, "unary") == 0) {
     pthread_t *th = calloc((size_t)inflight, sizeof(*th));
     samples *per = calloc((size_t)inflight, sizeof(*per));
     for (int i = 0; i < inflight; i++)
