@@ -1250,7 +1250,7 @@ static int bind_peer(prpc_ctx *ctx) {
   return 0;
 }
 
-void prpc__ctx_serve(prpc_ctx *ctx) {
+int prpc__ctx_serve(prpc_ctx *ctx) {
   prpc_server *srv = ctx->srv;
   const method_entry *me = ctx->me;
   char text[300];
@@ -1276,7 +1276,7 @@ void prpc__ctx_serve(prpc_ctx *ctx) {
     prpc__ctx_refuse(ctx, GRPC_STATUS_PERMISSION_DENIED,
                      "access denied: the connection's peer cannot be "
                      "verified");
-    return;
+    return 0;
   }
   if (ctx->cs->kind == CORE_DENY) {
     if (ctx->conn && ctx->conn->have_cred)
@@ -1286,21 +1286,21 @@ void prpc__ctx_serve(prpc_ctx *ctx) {
     else
       snprintf(text, sizeof(text), "access denied");
     prpc__ctx_refuse(ctx, GRPC_STATUS_PERMISSION_DENIED, text);
-    return;
+    return 0;
   }
   if (!me) {
     snprintf(text, sizeof(text), "unknown method %s", ctx->method);
     prpc__ctx_refuse(ctx, GRPC_STATUS_UNIMPLEMENTED, text);
-    return;
+    return 0;
   }
   if (!me->invoke) {
     prpc__ctx_refuse(ctx, GRPC_STATUS_UNIMPLEMENTED,
                      "the server has no handler for this method");
-    return;
+    return 0;
   }
   if (me->m->kind == PRPC_UNARY) {
     run_handler(ctx);
-    return;
+    return 0;
   }
   /* A streaming call learns of a cancel at once. */
   pthread_mutex_lock(&ctx->mu);
@@ -1308,13 +1308,7 @@ void prpc__ctx_serve(prpc_ctx *ctx) {
   pthread_mutex_unlock(&ctx->mu);
   if (me->async) {
     run_handler(ctx);
-  } else if (prpc__pool_run(srv->pool, ctx) != 0) {
-    snprintf(text, sizeof(text), "the server is running %d streaming calls, "
-                                 "its limit (max_stream_threads)",
-             srv->opts.max_stream_threads);
-    if (prpc__rate_ok(&srv->stream_limit_log))
-      prpc__log_call(PRPC__LOG_WARN, ctx->method, prpc_ctx_peer(ctx), "%s",
-                     text);
-    prpc__ctx_refuse(ctx, GRPC_STATUS_RESOURCE_EXHAUSTED, text);
+    return 0;
   }
+  return 1; /* a blocking streaming handler: for a pool thread */
 }

@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -70,7 +71,16 @@ static void on_match(prpc__op *op, int ok) {
   prpc__ctx_slot_get(ctx, &slot);
   if (!atomic_load(&slot.srv->stopping))
     request(slot.srv, slot.cs, slot.me);
-  prpc__ctx_serve(ctx);
+  if (prpc__ctx_serve(ctx) && prpc__pool_run(slot.srv->pool, ctx) != 0) {
+    char text[128];
+    snprintf(text, sizeof(text), "the server is running %d streaming calls, "
+                                 "its limit (max_stream_threads)",
+             slot.srv->opts.max_stream_threads);
+    if (prpc__rate_ok(&slot.srv->stream_limit_log))
+      prpc__log_call(PRPC__LOG_WARN, prpc_ctx_method(ctx), prpc_ctx_peer(ctx),
+                     "%s", text);
+    prpc__ctx_refuse(ctx, GRPC_STATUS_RESOURCE_EXHAUSTED, text);
+  }
 }
 
 void prpc__dispatch_request_again(prpc_server *srv, prpc__core_srv *cs,

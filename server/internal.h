@@ -133,9 +133,11 @@ void prpc__ctx_set_slot(prpc_ctx *ctx, prpc__ctx_slot *out);
 /* srv, cs and me of a requested call. */
 void prpc__ctx_slot_get(const prpc_ctx *ctx, prpc__ctx_slot *out);
 
-/* A matched call: sets up its context and serves it (decodes the request,
- * runs the handler inline, or hands it to the pool). */
-void prpc__ctx_serve(prpc_ctx *ctx);
+/* A matched call: sets up its context and serves it: decodes the request
+ * and runs the handler inline, or refuses it. Returns 1 when the handler
+ * is a blocking streaming one, which the caller hands to a pool thread
+ * (prpc__ctx_run_blocking) or refuses; else 0. */
+int prpc__ctx_serve(prpc_ctx *ctx);
 /* Runs a blocking streaming handler (on a pool thread). */
 void prpc__ctx_run_blocking(prpc_ctx *ctx);
 /* Ends a call that has not reached a handler with code and message. */
