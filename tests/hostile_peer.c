@@ -224,5 +224,6 @@ int main(int argc, char **argv) {
     printf("closed %d\n", k);
     fflush(stdout);
   }
+  free(fds);
   return 0;
 }

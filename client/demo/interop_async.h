@@ -206,10 +206,13 @@ static int ia_start(prpc_channel *chan, const prpc_method_desc *m,
 
 static int ia_write_ex(prpc_call *call, const void *msg, unsigned flags) {
   ia_call *a = (ia_call *)call;
-  int rc = prpc_call_send(a->call, msg, flags);
-  if (rc != 0)
-    return rc;
   pthread_mutex_lock(&a->mu);
+  /* The call is valid until on_done: after it, the stream has ended. */
+  int rc = a->done ? PRPC_ECLOSED : prpc_call_send(a->call, msg, flags);
+  if (rc != 0) {
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+  }
   int want = ++a->sent;
   while (a->written < want && !a->done)
     pthread_cond_wait(&a->cv, &a->mu);
@@ -224,7 +227,9 @@ static int ia_write(prpc_call *call, const void *msg) {
 
 static int ia_writes_done(prpc_call *call) {
   ia_call *a = (ia_call *)call;
-  int rc = prpc_call_close_send(a->call);
+  pthread_mutex_lock(&a->mu);
+  int rc = a->done ? 0 : prpc_call_close_send(a->call);
+  pthread_mutex_unlock(&a->mu);
   return rc == PRPC_ECLOSED ? 0 : rc;
 }
 
@@ -282,8 +287,11 @@ static void ia_cancel(prpc_call *call) {
 static grpc_status_code ia_finish(prpc_call *call, void **reply,
                                   prpc_status *st) {
   ia_call *a = (ia_call *)call;
-  if (a->m->kind == PRPC_CLIENT_STREAMING)
-    prpc_call_close_send(a->call); /* as prpc_call_finish() does */
+  pthread_mutex_lock(&a->mu);
+  if (a->m->kind == PRPC_CLIENT_STREAMING && !a->done)
+    prpc_call_close_send(a->call); /* as prpc_call_finish() does; the call
+                                    * is valid until on_done */
+  pthread_mutex_unlock(&a->mu);
   return ia_end(a, reply, st);
 }
 
