@@ -967,8 +967,115 @@ static void deep_messages(void) {
   teardown();
 }
 
+/* ---- the asynchronous client over nanopb structs ---- */
+
+typedef struct async_state {
+  atomic_int done;
+  grpc_status_code code;
+  char text[64];
+  int next, in_order; /* streams: the next value expected */
+  int32_t sum;
+} async_state;
+
+static void a_unary_done(test_common_Text *reply, const prpc_status *st,
+                         void *ud) {
+  async_state *a = ud;
+  a->code = st->code;
+  snprintf(a->text, sizeof(a->text), "%s",
+           st->code == GRPC_STATUS_OK && reply ? reply->text
+                                               : st->message ? st->message
+                                                             : "");
+  atomic_store(&a->done, 1);
+}
+
+static void a_range_read(prpc_call *call, void *msg, void *ud) {
+  async_state *a = ud;
+  if (!msg)
+    return; /* the end: on_done follows */
+  if (((test_common_Number *)msg)->value != a->next++)
+    a->in_order = 0;
+  ASSERT_EQ(prpc_call_read_async(call), 0);
+}
+
+static void a_done(prpc_call *call, void *reply, const prpc_status *st,
+                   void *ud) {
+  async_state *a = ud;
+  (void)call;
+  a->code = st->code;
+  if (reply)
+    a->sum = ((test_common_Number *)reply)->value;
+  atomic_store(&a->done, 1);
+}
+
+static const prpc_call_callbacks a_range_cb = {.on_read = a_range_read,
+                                               .on_done = a_done};
+static const prpc_call_callbacks a_sum_cb = {.on_done = a_done};
+
+static void wait_done(async_state *a) {
+  double t0 = test_now_ms();
+  while (!atomic_load(&a->done) && test_now_ms() - t0 < 10000)
+    test_sleep_ms(1);
+  ASSERT(atomic_load(&a->done));
+}
+
+/* The typed asynchronous wrappers of the nanopb backend: a unary reply
+ * decoded into the caller's struct, a server stream read message by
+ * message, a client stream and its reply. */
+static void async_calls(void) {
+  setup();
+  test_common_Text req = test_common_Text_init_zero;
+  static test_common_Text reply = test_common_Text_init_zero;
+  static async_state u, f, r, s;
+  strcpy(req.text, "async hello");
+  ASSERT_EQ(test__multi__v1__streamer_client__unary_async(
+                ch, &req, NULL, &reply, a_unary_done, &u, NULL),
+            0);
+  wait_done(&u);
+  ASSERT_EQ(u.code, GRPC_STATUS_OK);
+  ASSERT_STREQ(u.text, "async hello");
+  ASSERT_STREQ(reply.text, "async hello");
+  strcpy(req.text, "fail");
+  ASSERT_EQ(test__multi__v1__streamer_client__unary_async(
+                ch, &req, NULL, &reply, a_unary_done, &f, NULL),
+            0);
+  wait_done(&f);
+  ASSERT_EQ(f.code, GRPC_STATUS_FAILED_PRECONDITION);
+  ASSERT_STREQ(f.text, "failed on purpose");
+  /* No reply struct: refused before anything is sent. */
+  ASSERT_EQ(test__multi__v1__streamer_client__unary_async(
+                ch, &req, NULL, NULL, a_unary_done, &f, NULL),
+            -EINVAL);
+
+  test_multi_v1_RangeRequest rq = test_multi_v1_RangeRequest_init_zero;
+  prpc_call *call;
+  rq.count = 200;
+  r.in_order = 1;
+  ASSERT_EQ(test__multi__v1__streamer_client__range_start_async(
+                ch, &rq, NULL, &a_range_cb, &r, &call),
+            0);
+  ASSERT_EQ(prpc_call_read_async(call), 0);
+  wait_done(&r);
+  ASSERT_EQ(r.code, GRPC_STATUS_OK);
+  ASSERT_EQ(r.next, 200);
+  ASSERT(r.in_order);
+
+  ASSERT_EQ(test__multi__v1__streamer_client__sum_start_async(
+                ch, NULL, &a_sum_cb, &s, &call),
+            0);
+  for (int i = 1; i <= 100; i++) {
+    test_common_Number n = test_common_Number_init_zero;
+    n.value = i;
+    ASSERT_EQ(test__multi__v1__streamer_client__sum_send(call, &n), 0);
+  }
+  ASSERT_EQ(prpc_call_close_send(call), 0);
+  wait_done(&s);
+  ASSERT_EQ(s.code, GRPC_STATUS_OK);
+  ASSERT_EQ(s.sum, 5050);
+  teardown();
+}
+
 TEST_MAIN(CASE(unary_shapes), CASE(callbacks_large), CASE(server_streaming),
           CASE(client_streaming), CASE(bidi_ping_pong),
           CASE(cancel_mid_stream), CASE(deadline), CASE(errors),
           CASE(oversize_request), CASE(oversize_reply),
-          CASE(no_alloc_per_call), CASE(deep_messages))
+          CASE(no_alloc_per_call), CASE(deep_messages), CASE(async_calls))
