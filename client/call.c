@@ -50,8 +50,14 @@ struct prpc_call {
   grpc_completion_queue *cq; /* a blocking call's own; the loop's */
   int async;
   pthread_mutex_t mu;
+  /* Held around the application's callbacks (but on_done, which comes
+   * after all of them): completions of one call may come on different
+   * pollers at once, and a call's callbacks run one at a time. */
+  pthread_mutex_t cbmu;
   int refs; /* asynchronous: batches in flight, and the starter's */
-  unsigned flags;
+  /* C_*: atomic, for a blocking stream's reader and writer threads set
+   * their own bits of it at once (asynchronous calls also hold mu). */
+  _Atomic unsigned flags;
   grpc_metadata *md; /* request metadata, alive until the start ends */
   grpc_byte_buffer *start_bb;
   grpc_metadata_array core_headers;
@@ -218,6 +224,7 @@ static void call_init(prpc_call *c, prpc_channel *ch,
   grpc_metadata_array_init(&c->core_headers);
   grpc_metadata_array_init(&c->trailers);
   pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->cbmu, NULL);
 }
 
 static prpc_call *call_new(prpc_channel *ch, const prpc_method_desc *m,
@@ -256,6 +263,7 @@ static void call_clear(prpc_call *c) {
   free(c->read_into);
   free(c->md);
   pthread_mutex_destroy(&c->mu);
+  pthread_mutex_destroy(&c->cbmu);
 }
 
 static void call_free(prpc_call *c) {
@@ -691,8 +699,11 @@ static void on_headers(prpc__op *op, int ok) {
   pthread_mutex_lock(&c->mu);
   headers_convert(c);
   pthread_mutex_unlock(&c->mu);
-  if (ok && c->cb->on_headers)
+  if (ok && c->cb->on_headers) {
+    pthread_mutex_lock(&c->cbmu);
     c->cb->on_headers(c, &c->headers, c->user);
+    pthread_mutex_unlock(&c->cbmu);
+  }
   async_drop(c);
 }
 
@@ -725,7 +736,9 @@ static void on_read(prpc__op *op, int ok) {
   if (err) {
     grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, err, NULL);
   } else if (c->cb->on_read) {
+    pthread_mutex_lock(&c->cbmu);
     c->cb->on_read(c, msg, c->user);
+    pthread_mutex_unlock(&c->cbmu);
   }
   if (msg && !c->read_into) {
     c->m->codec->free(c->m->output, msg, NULL);
@@ -802,12 +815,12 @@ static void on_write(prpc__op *op, int ok) {
   pthread_mutex_lock(&c->mu);
   done = c->writing;
   c->writing = NULL;
-  c->flags &= ~C_WRITING;
   was_message = done && done->bb;
-  if (ok && c->sq_head) {
-    start_write_locked(c);
-  } else if (!ok) {
-    c->flags |= C_SEND_FAILED;
+  /* C_WRITING stays set through the callbacks: what is sent meanwhile
+   * queues, and the next write starts after them, so that each
+   * on_write_done comes in the order of the writes. */
+  if (!ok) {
+    c->flags = (c->flags & ~C_WRITING) | C_SEND_FAILED;
     dropped = c->sq_head;
     c->sq_head = c->sq_tail = NULL;
     c->sq_bytes = 0;
@@ -818,6 +831,10 @@ static void on_write(prpc__op *op, int ok) {
       grpc_byte_buffer_destroy(done->bb);
     free(done);
   }
+  pthread_mutex_lock(&c->cbmu);
+  /* The message that went first: writes complete in the order queued. */
+  if (was_message && c->cb->on_write_done)
+    c->cb->on_write_done(c, ok, c->user);
   while (dropped) {
     sendq_item *next = dropped->next;
     if (dropped->bb && c->cb->on_write_done)
@@ -827,8 +844,14 @@ static void on_write(prpc__op *op, int ok) {
     free(dropped);
     dropped = next;
   }
-  if (was_message && c->cb->on_write_done)
-    c->cb->on_write_done(c, ok, c->user);
+  pthread_mutex_unlock(&c->cbmu);
+  if (ok) {
+    pthread_mutex_lock(&c->mu);
+    c->flags &= ~C_WRITING;
+    if (c->sq_head && !(c->flags & C_SEND_FAILED))
+      start_write_locked(c);
+    pthread_mutex_unlock(&c->mu);
+  }
   async_drop(c);
 }
 

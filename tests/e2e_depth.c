@@ -91,7 +91,7 @@ static uint8_t *deep_bytes(size_t levels, size_t *len) {
   return deep_tagged(levels, 0x12, len);
 }
 
-static size_t raw_levels; /* what the raw server's handlers send */
+static _Atomic size_t raw_levels; /* what the raw server's handlers send */
 
 static grpc_status_code raw_grow(const void *impl, prpc_ctx *ctx,
                                  const void *request, void *reply, void *ud) {

@@ -104,7 +104,9 @@ struct prpc__acceptor {
   size_t n_hangup;
   int wake[2];
   pthread_t thread;
-  int running;
+  /* Atomic: a handler that calls prpc_server_shutdown() reads them on
+   * another thread. joining: one stop joins the thread. */
+  atomic_int running, joining;
 
   pthread_mutex_t mu; /* the table, budgets and counters */
   prpc__conn **table; /* by descriptor number */
@@ -621,8 +623,13 @@ static void accept_some(prpc__acceptor *a, size_t li) {
   }
 }
 
+/* The acceptor whose thread this is (a->thread may not be set yet when
+ * that thread starts running). */
+static _Thread_local const prpc__acceptor *accept_thread_of;
+
 static void *accept_main(void *arg) {
   prpc__acceptor *a = arg;
+  accept_thread_of = a;
   struct pollfd *pfds = NULL;
   size_t cap = 0, hung = 0;
   int *hang_open = calloc(a->n_hangup ? a->n_hangup : 1, sizeof(int));
@@ -786,29 +793,34 @@ int prpc__acceptor_start(prpc__acceptor *a) {
   a->n_adopted = 0;
   if (a->n_listeners == 0 && a->n_pend == 0 && a->n_hangup == 0)
     return 0; /* nothing to watch */
-  if (pthread_create(&a->thread, NULL, accept_main, a) != 0)
+  /* Running before it runs: a call it lets in may stop the server. */
+  atomic_store(&a->running, 1);
+  if (pthread_create(&a->thread, NULL, accept_main, a) != 0) {
+    atomic_store(&a->running, 0);
     return prpc__fail(-EAGAIN, "cannot start the accept thread");
-  a->running = 1;
+  }
   return 0;
 }
 
 int prpc__acceptor_is_thread(const prpc__acceptor *a) {
-  return a && a->running && pthread_equal(pthread_self(), a->thread);
+  return a && accept_thread_of == a;
 }
 
 void prpc__acceptor_stop(prpc__acceptor *a) {
   if (!a)
     return;
-  if (a->running) {
+  if (atomic_load(&a->running)) {
     if (write(a->wake[1], "x", 1) < 0 && errno != EAGAIN)
       prpc__log(PRPC__LOG_ERROR, "cannot wake the accept thread");
-    if (!pthread_equal(pthread_self(), a->thread)) {
+    if (accept_thread_of != a && !atomic_exchange(&a->joining, 1)) {
       pthread_join(a->thread, NULL);
-      a->running = 0;
+      atomic_store(&a->running, 0);
     }
   }
-  if (a->running)
-    return; /* called from the accept thread: joined by the next stop */
+  /* From the accept thread (joined by the next stop), or while another
+   * stop joins it (that one closes what is below). */
+  if (atomic_load(&a->running))
+    return;
   /* No new connections: close the listening sockets, so that a client is
    * refused at once instead of waiting in the backlog, and what never sent
    * its preface. */
@@ -839,9 +851,9 @@ void prpc__acceptor_destroy(prpc__acceptor *a) {
   if (!a)
     return;
   prpc__acceptor_stop(a);
-  if (a->running) {
+  if (atomic_load(&a->running)) {
     pthread_join(a->thread, NULL);
-    a->running = 0;
+    atomic_store(&a->running, 0);
     prpc__acceptor_stop(a);
   }
   for (size_t i = 0; i < a->n_adopted; i++)
