@@ -11,10 +11,39 @@
 # builds <name>.pb.c and <name>.prpc.c and links piperpc_nanopb (the codec)
 # and nanopb's runtime (Debian: nanopb, libnanopb-dev). nanopb's <name>.options
 # files are read from the .proto's directory and the IMPORT_DIRS.
+#
+# Well-known types: a .proto that imports google/protobuf/<name>.proto
+# (empty, timestamp, duration, struct, any, wrappers, ...) gets the messages
+# of those files generated into <target> too, once per target, from the
+# IMPORT_DIRS when one holds them, else from protobuf's include directory
+# (found next to protoc; Debian: libprotobuf-dev), so that
+# #include "google/protobuf/empty.pb-c.h" resolves with nothing more to add.
+# The imports are read when CMake configures; editing a .proto reconfigures.
+# With nanopb, google/protobuf/<name>.options in an IMPORT_DIRS entry sets
+# their sizes (Any's type_url and value are callbacks without one).
 include_guard(GLOBAL)
 
 find_program(PRPC_PROTOC protoc REQUIRED)
 find_program(PRPC_PROTOC_GEN_C protoc-gen-c REQUIRED)
+# protoc finds the well-known .proto files in ../include next to itself;
+# their messages must be generated from the same place.
+get_filename_component(_prpc_protoc_dir ${PRPC_PROTOC} DIRECTORY)
+find_path(PRPC_PROTOBUF_INCLUDE_DIR google/protobuf/empty.proto
+  HINTS ${_prpc_protoc_dir}/../include)
+
+# Appends to the list <out> the google/protobuf/*.proto files that the file
+# <path> imports.
+function(_prpc_wkt_imports path out)
+  file(STRINGS ${path} lines REGEX
+       "^[ \t]*import[ \t]+(public[ \t]+|weak[ \t]+)?\"google/protobuf/")
+  set(found ${${out}})
+  foreach(line IN LISTS lines)
+    if(line MATCHES "\"(google/protobuf/[A-Za-z0-9_]+\\.proto)\"")
+      list(APPEND found ${CMAKE_MATCH_1})
+    endif()
+  endforeach()
+  set(${out} ${found} PARENT_SCOPE)
+endfunction()
 
 function(prpc_generate target)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "BACKEND;OUT_DIR"
@@ -51,12 +80,53 @@ function(prpc_generate target)
     set(arg_OUT_DIR ${CMAKE_CURRENT_BINARY_DIR}/${target}_gen)
   endif()
 
-  set(srcs)
-  set(incs)
+  # The well-known types the PROTOS import, and where to find them: the
+  # first IMPORT_DIRS entry that holds one, else protobuf's own.
+  set(wkts)
+  set(protos_abs)
   foreach(proto IN LISTS arg_PROTOS)
     get_filename_component(abs ${proto} ABSOLUTE)
+    list(APPEND protos_abs ${abs})
+    if(EXISTS ${abs}) # not one generated at build time
+      _prpc_wkt_imports(${abs} wkts)
+      set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${abs})
+    endif()
+  endforeach()
+  set(wkt_files)
+  while(wkts)
+    list(POP_FRONT wkts rel)
+    set(file)
+    foreach(dir IN LISTS arg_IMPORT_DIRS PRPC_PROTOBUF_INCLUDE_DIR)
+      get_filename_component(d ${dir} ABSOLUTE)
+      if(EXISTS ${d}/${rel})
+        set(file ${d}/${rel})
+        break()
+      endif()
+    endforeach()
+    if(NOT file)
+      message(FATAL_ERROR "prpc_generate(${target}): ${rel} is imported but "
+                          "not found in IMPORT_DIRS nor next to protoc "
+                          "(Debian: apt-get install libprotobuf-dev)")
+    endif()
+    if(NOT file IN_LIST wkt_files AND NOT file IN_LIST protos_abs)
+      list(APPEND wkt_files ${file})
+      _prpc_wkt_imports(${file} wkts) # type.proto imports any.proto, ...
+    endif()
+  endwhile()
+
+  set(srcs)
+  set(incs)
+  foreach(abs IN LISTS protos_abs wkt_files)
     set(root)
+    set(wkt 0)
+    if(abs IN_LIST wkt_files)
+      set(wkt 1) # its messages only: it has no services
+      string(REGEX REPLACE "/google/protobuf/[^/]+$" "" root ${abs})
+    endif()
     foreach(dir IN LISTS arg_IMPORT_DIRS)
+      if(root)
+        break()
+      endif()
       get_filename_component(d ${dir} ABSOLUTE)
       string(FIND "${abs}" "${d}/" at)
       if(at EQUAL 0)
@@ -74,6 +144,9 @@ function(prpc_generate target)
       get_filename_component(d ${dir} ABSOLUTE)
       list(APPEND iflags -I${d})
     endforeach()
+    if(wkt_files AND PRPC_PROTOBUF_INCLUDE_DIR)
+      list(APPEND iflags -I${PRPC_PROTOBUF_INCLUDE_DIR})
+    endif()
     list(REMOVE_DUPLICATES iflags)
     if(arg_BACKEND STREQUAL "nanopb")
       set(pb ${arg_OUT_DIR}/${base}.pb)
@@ -86,11 +159,28 @@ function(prpc_generate target)
       if(EXISTS ${options})
         list(APPEND deps ${options})
       endif()
+      foreach(dir IN LISTS arg_IMPORT_DIRS)
+        get_filename_component(d ${dir} ABSOLUTE)
+        if(EXISTS ${d}/${base}.options)
+          list(APPEND deps ${d}/${base}.options)
+        endif()
+      endforeach()
     else()
       set(pb ${arg_OUT_DIR}/${base}.pb-c)
       set(msg_gen --plugin=protoc-gen-c=${PRPC_PROTOC_GEN_C}
                   --c_out=${arg_OUT_DIR})
       set(deps ${abs})
+    endif()
+    if(wkt)
+      add_custom_command(
+        OUTPUT ${pb}.c ${pb}.h
+        COMMAND ${CMAKE_COMMAND} -E make_directory ${arg_OUT_DIR}
+        COMMAND ${PRPC_PROTOC} ${iflags} ${msg_gen} ${abs}
+        DEPENDS ${deps}
+        COMMENT "prpc_generate: ${rel}"
+        VERBATIM)
+      list(APPEND srcs ${pb}.c)
+      continue()
     endif()
     set(outs ${pb}.c ${pb}.h
              ${arg_OUT_DIR}/${base}.prpc.c ${arg_OUT_DIR}/${base}.prpc.h)

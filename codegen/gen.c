@@ -596,7 +596,8 @@ static void emit_header_service(sb *h, const service *s) {
       sb_printf(h,
                 "\n/* Calls %s and blocks until it ends. On GRPC_STATUS_OK "
                 "*reply is a new\n * message the caller owns: free it with "
-                "protobuf_c_message_free_unpacked(). */\n"
+                "protobuf_c_message_free_unpacked().\n * NULL for reply "
+                "drops the reply (a google.protobuf.Empty, say). */\n"
                 "grpc_status_code %s_client__%s(prpc_channel *channel,\n"
                 "    const %s *request, const prpc_call_opts *opts,\n"
                 "    %s **reply, prpc_status *status);\n",

@@ -247,7 +247,8 @@ typedef struct prpc_call_opts {
  *   request  borrowed.  opts  borrowed; NULL: no deadline, no metadata.
  *   reply    on GRPC_STATUS_OK a new message the caller owns (free it with
  *            the codec's free, for protobuf-c: *__free_unpacked(m, NULL));
- *            otherwise set to NULL.
+ *            otherwise set to NULL. May be NULL: the reply is dropped
+ *            (e.g. a google.protobuf.Empty).
  *   status   may be NULL; otherwise filled in (code, message, headers,
  *            trailers); release with prpc_status_clear().
  * Returns the status code. Local failures map as in gRPC: no connection gives

@@ -123,3 +123,16 @@ if [ -e "$libdir/libpiperpc_nanopb.a" ]; then
   stop_server
   echo "pkg-config, nanopb backend: ok"
 fi
+
+# 6. examples/kv against the installed package: kv.proto imports
+# google/protobuf/empty.proto, which prpc_generate() builds by itself.
+cmake -S "$src/examples/kv" -B "$tmp/kv" -DCMAKE_PREFIX_PATH="$prefix" \
+  > "$tmp/kv.log"
+cmake --build "$tmp/kv" >> "$tmp/kv.log"
+ktarget="unix:$tmp/kv.sock"
+start_server "$tmp/kv/kvd" "$ktarget"
+"$tmp/kv/kvctl" "$ktarget" put installed yes
+out=$("$tmp/kv/kvctl" "$ktarget" get installed)
+[ "$out" = "yes" ] || { echo "kvctl get printed: $out"; exit 1; }
+stop_server
+echo "examples/kv: ok"

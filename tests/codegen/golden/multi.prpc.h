@@ -23,7 +23,8 @@ extern const prpc_service_desc test__multi__v1__streamer__prpc_service;
  * and prpc_call_*() in <piperpc/piperpc.h>. */
 
 /* Calls /test.multi.v1.Streamer/Unary and blocks until it ends. On GRPC_STATUS_OK *reply is a new
- * message the caller owns: free it with protobuf_c_message_free_unpacked(). */
+ * message the caller owns: free it with protobuf_c_message_free_unpacked().
+ * NULL for reply drops the reply (a google.protobuf.Empty, say). */
 grpc_status_code test__multi__v1__streamer_client__unary(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     Test__Common__Text **reply, prpc_status *status);
@@ -73,7 +74,8 @@ int test__multi__v1__streamer_client__echo_start_async(prpc_channel *channel,
 int test__multi__v1__streamer_client__echo_send(prpc_call *call, const Test__Common__Text *msg);
 
 /* Calls /test.multi.v1.Streamer/NestedType and blocks until it ends. On GRPC_STATUS_OK *reply is a new
- * message the caller owns: free it with protobuf_c_message_free_unpacked(). */
+ * message the caller owns: free it with protobuf_c_message_free_unpacked().
+ * NULL for reply drops the reply (a google.protobuf.Empty, say). */
 grpc_status_code test__multi__v1__streamer_client__nested_type(prpc_channel *channel,
     const Test__Multi__V1__RangeRequest__Options *request, const prpc_call_opts *opts,
     Test__Multi__V1__RangeRequest__Options **reply, prpc_status *status);
@@ -135,7 +137,8 @@ extern const prpc_service_desc test__multi__v1__httpadmin__prpc_service;
  * and prpc_call_*() in <piperpc/piperpc.h>. */
 
 /* Calls /test.multi.v1.HTTPAdmin/GetURLStatus and blocks until it ends. On GRPC_STATUS_OK *reply is a new
- * message the caller owns: free it with protobuf_c_message_free_unpacked(). */
+ * message the caller owns: free it with protobuf_c_message_free_unpacked().
+ * NULL for reply drops the reply (a google.protobuf.Empty, say). */
 grpc_status_code test__multi__v1__httpadmin_client__get_urlstatus(prpc_channel *channel,
     const Test__Common__Text *request, const prpc_call_opts *opts,
     Test__Common__Text **reply, prpc_status *status);
@@ -149,7 +152,8 @@ int test__multi__v1__httpadmin_client__get_urlstatus_async(prpc_channel *channel
     void *user_data, prpc_call **call);
 
 /* Calls /test.multi.v1.HTTPAdmin/get_raw_value and blocks until it ends. On GRPC_STATUS_OK *reply is a new
- * message the caller owns: free it with protobuf_c_message_free_unpacked(). */
+ * message the caller owns: free it with protobuf_c_message_free_unpacked().
+ * NULL for reply drops the reply (a google.protobuf.Empty, say). */
 grpc_status_code test__multi__v1__httpadmin_client__get_raw_value(prpc_channel *channel,
     const Test__Common__Number *request, const prpc_call_opts *opts,
     Test__Common__Number **reply, prpc_status *status);

@@ -23,7 +23,8 @@ extern const prpc_service_desc plain__prpc_service;
  * and prpc_call_*() in <piperpc/piperpc.h>. */
 
 /* Calls /Plain/Send and blocks until it ends. On GRPC_STATUS_OK *reply is a new
- * message the caller owns: free it with protobuf_c_message_free_unpacked(). */
+ * message the caller owns: free it with protobuf_c_message_free_unpacked().
+ * NULL for reply drops the reply (a google.protobuf.Empty, say). */
 grpc_status_code plain_client__send(prpc_channel *channel,
     const Ping *request, const prpc_call_opts *opts,
     Pong **reply, prpc_status *status);
