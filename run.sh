@@ -22,6 +22,7 @@ jobs=${JOBS:-$(nproc)}
 packages=(gcc make cmake pkg-config
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libprotoc-dev libjansson-dev
+  libmicrohttpd-dev # HTTP/1.1 with JSON on the gRPC socket (docs/http.md)
   libuv1-dev # the libuv event-loop example (examples/eventloop)
   nanopb libnanopb-dev) # the nanopb backend (its demos, bench server, tests)
 if [ "$mode" != demo ]; then
@@ -37,7 +38,9 @@ if [ "$mode" = test ]; then
   # another user, doxygen for the API reference, clang and its runtimes for
   # the fuzzers (libFuzzer).
   packages+=(python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
-    valgrind openssl util-linux doxygen clang libclang-rt-14-dev)
+    valgrind openssl util-linux doxygen clang libclang-rt-14-dev dpkg-dev
+    groff-base) # groff: the man pages' check (docs.man_pages)
+  packages+=(curl) # curl --unix-socket: the HTTP/JSON tests (http.*)
 fi
 missing=()
 for p in "${packages[@]}"; do

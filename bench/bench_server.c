@@ -378,6 +378,7 @@ int main(int argc, char **argv) {
   if (n == 0 || argc % 2 == 0)
     usage();
   opts.shutdown_on_hangup = 1; /* fd:N: stop when the client goes */
+  opts.http_json = 1; /* curl --unix-socket too (docs/http.md) */
   opts.max_recv_bytes = 64 << 20;
   if (prpc_server_create(&opts, &server) != 0) {
     fprintf(stderr, "bench_server: %s\n", prpc_last_error());

@@ -138,7 +138,7 @@ static int add_header(opts *o, const char *arg) {
   int rc;
   if (kl > 4 && strcmp(key + kl - 4, "-bin") == 0) {
     wbuf b = {0};
-    if (tc_b64_decode(val, strlen(val), &b) != 0) {
+    if (prpc__tc_b64_decode(val, strlen(val), &b) != 0) {
       wbuf_free(&b);
       return die(EXIT_USAGE, "bad header '%s': a -bin value must be base64",
                  arg);
@@ -218,7 +218,7 @@ static int session_open(session *s, opts *o, const char *target,
       wbuf_free(&b);
       return die(EXIT_USAGE, "%s: %s", o->proto_sets[i], strerror(-rc));
     }
-    rc = pool_add_set(&s->pool, b.data, b.len);
+    rc = prpc__pool_add_set(&s->pool, b.data, b.len);
     wbuf_free(&b);
     if (rc != 0)
       return die(EXIT_USAGE, "%s: not a FileDescriptorSet (make one with "
@@ -229,14 +229,14 @@ static int session_open(session *s, opts *o, const char *target,
 
 static void session_close(session *s) {
   refl_destroy(&s->refl);
-  pool_free(&s->pool);
+  prpc__pool_free(&s->pool);
   prpc_channel_destroy(s->ch);
 }
 
 /* Makes sure symbol's file is in the pool (asking the server when
  * reflection is in use). Returns 0 or an exit code (message printed). */
 static int load_symbol(session *s, const char *symbol) {
-  if (!s->reflection || pool_find(&s->pool, symbol)) return 0;
+  if (!s->reflection || prpc__pool_find(&s->pool, symbol)) return 0;
   rpc_error e;
   if (refl_load_symbol(&s->refl, &s->pool, symbol, &e) == 0) return 0;
   if (e.code == GRPC_STATUS_NOT_FOUND) { /* an unknown name, not a failure */
@@ -249,7 +249,7 @@ static int load_symbol(session *s, const char *symbol) {
 /* load_symbol() that keeps quiet: for a name that may not exist. */
 static void load_symbol_quiet(session *s, const char *symbol) {
   rpc_error e;
-  if (!pool_find(&s->pool, symbol))
+  if (!prpc__pool_find(&s->pool, symbol))
     (void)refl_load_symbol(&s->refl, &s->pool, symbol, &e);
 }
 
@@ -272,7 +272,7 @@ static int find_method(session *s, const char *name, const pool_sym **svc,
     free(copy);
     return rc;
   }
-  const pool_sym *sym = pool_find(&s->pool, copy);
+  const pool_sym *sym = prpc__pool_find(&s->pool, copy);
   if (!sym || sym->kind != SYM_SERVICE) {
     rc = die(EXIT_DESCRIPTOR, "service '%s' is not in the descriptors", copy);
     free(copy);
@@ -292,7 +292,7 @@ static int find_method(session *s, const char *name, const pool_sym **svc,
 }
 
 static const pool_sym *message_sym(session *s, const char *type_name) {
-  const pool_sym *m = type_name ? pool_find(&s->pool, type_name) : NULL;
+  const pool_sym *m = type_name ? prpc__pool_find(&s->pool, type_name) : NULL;
   if (!m || m->kind != SYM_MESSAGE) {
     die(EXIT_DESCRIPTOR, "message type '%s' is not in the descriptors",
         type_name ? type_name : "?");
@@ -308,7 +308,7 @@ static int cmd_list(session *s, const char *service) {
     const pool_sym *sym;
     int rc = load_symbol(s, service);
     if (rc) return rc;
-    sym = pool_find(&s->pool, service);
+    sym = prpc__pool_find(&s->pool, service);
     if (!sym || sym->kind != SYM_SERVICE)
       return die(EXIT_DESCRIPTOR, "'%s' is not a service", service);
     const pb_service *sd = sym->desc;
@@ -338,27 +338,27 @@ static int cmd_list(session *s, const char *service) {
 /* ---- describe ---- */
 
 static const char *label_of(const pb_file *f, const pb_field *fd) {
-  if (fd->label == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED)
+  if (fd->label == PRPC_PB__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED)
     return "repeated ";
   if (fd->proto3_optional) return "optional ";
-  if (pool_is_proto3(f) || fd->has_oneof_index) return "";
-  return fd->label == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REQUIRED
+  if (prpc__pool_is_proto3(f) || fd->has_oneof_index) return "";
+  return fd->label == PRPC_PB__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REQUIRED
              ? "required "
              : "optional ";
 }
 
 static void print_field(session *s, const pb_file *f, const pb_field *fd,
                         int depth) {
-  const pb_msg *entry = pool_map_entry(&s->pool, fd);
+  const pb_msg *entry = prpc__pool_map_entry(&s->pool, fd);
   printf("%*s", 2 * depth, "");
   if (entry) {
     const pb_field *k = entry->field[0], *v = entry->field[1];
     if (k->number != 1) k = entry->field[1], v = entry->field[0];
-    printf("map<%s, %s> %s = %d;\n", pool_type_name(k), pool_type_name(v),
+    printf("map<%s, %s> %s = %d;\n", prpc__pool_type_name(k), prpc__pool_type_name(v),
            fd->name, fd->number);
     return;
   }
-  printf("%s%s %s = %d;\n", label_of(f, fd), pool_type_name(fd), fd->name,
+  printf("%s%s %s = %d;\n", label_of(f, fd), prpc__pool_type_name(fd), fd->name,
          fd->number);
 }
 
@@ -418,11 +418,11 @@ static void print_rpc(const pb_method *md, int depth) {
 static int cmd_describe(session *s, const char *symbol) {
   while (*symbol == '.' || *symbol == '/') symbol++;
   rpc_error e = {GRPC_STATUS_OK, ""};
-  if (s->reflection && !pool_find(&s->pool, symbol) &&
+  if (s->reflection && !prpc__pool_find(&s->pool, symbol) &&
       refl_load_symbol(&s->refl, &s->pool, symbol, &e) != 0 &&
       e.code != GRPC_STATUS_NOT_FOUND)
     return die_status(e.code, e.message);
-  const pool_sym *sym = pool_find(&s->pool, symbol);
+  const pool_sym *sym = prpc__pool_find(&s->pool, symbol);
   if (!sym) { /* a method: "pkg.Service.Method" or "pkg.Service/Method" */
     const pool_sym *svc;
     const pb_method *md;
@@ -430,7 +430,7 @@ static int cmd_describe(session *s, const char *symbol) {
     if (!sep) sep = strrchr(symbol, '.');
     char *prefix = sep ? strndup(symbol, (size_t)(sep - symbol)) : NULL;
     if (prefix && s->reflection) load_symbol_quiet(s, prefix);
-    const pool_sym *ps = prefix ? pool_find(&s->pool, prefix) : NULL;
+    const pool_sym *ps = prefix ? prpc__pool_find(&s->pool, prefix) : NULL;
     free(prefix);
     if (!ps || ps->kind != SYM_SERVICE) {
       if (e.code == GRPC_STATUS_NOT_FOUND) /* the server's own words */
@@ -467,7 +467,7 @@ static void print_metadata(const char *what, const prpc_metadata *md) {
     const prpc_md *e = &md->items[i];
     size_t kl = strlen(e->key);
     if (kl > 4 && strcmp(e->key + kl - 4, "-bin") == 0) {
-      char *b = tc_b64_encode((const uint8_t *)e->value, e->value_len);
+      char *b = prpc__tc_b64_encode((const uint8_t *)e->value, e->value_len);
       fprintf(stderr, "%s %s: %s\n", what, e->key, b);
       free(b);
     } else {
@@ -512,7 +512,7 @@ static int encode_requests(session *s, const pool_sym *in, const char *text,
     if (!a) abort();
     *msgs = a;
     a[*n] = (wbuf){0};
-    int rc = tc_encode(&s->pool, in, j, &a[*n], err, sizeof(err));
+    int rc = prpc__tc_encode(&s->pool, in, j, &a[*n], err, sizeof(err));
     (*n)++;
     json_decref(j);
     if (rc != 0)
@@ -527,9 +527,9 @@ static int encode_requests(session *s, const pool_sym *in, const char *text,
 /* Prints one reply as JSON. Returns 0 or an exit code. */
 static int print_reply(session *s, const pool_sym *out, const raw_msg *m) {
   char err[600];
-  json_t *j = tc_decode(&s->pool, out, m->data, m->len, err, sizeof(err));
+  json_t *j = prpc__tc_decode(&s->pool, out, m->data, m->len, err, sizeof(err));
   if (!j) return die(EXIT_DESCRIPTOR, "reply: %s", err);
-  int rc = tc_print(stdout, j, s->o->pretty);
+  int rc = prpc__tc_print(stdout, j, s->o->pretty);
   json_decref(j);
   fflush(stdout);
   return rc == 0 ? 0 : die(EXIT_DESCRIPTOR, "reply: cannot print as JSON");
@@ -596,7 +596,7 @@ static void *feed(void *p) {
       }
       off += je.position ? (size_t)je.position : 1;
       wbuf w = {0};
-      int rc = tc_encode(&f->s->pool, f->in, j, &w, err, sizeof(err));
+      int rc = prpc__tc_encode(&f->s->pool, f->in, j, &w, err, sizeof(err));
       json_decref(j);
       if (rc != 0) {
         wbuf_free(&w);
@@ -747,7 +747,7 @@ out:
 
 static const pool_sym *type_sym(session *s, const char *name) {
   while (*name == '.') name++;
-  const pool_sym *m = pool_find(&s->pool, name);
+  const pool_sym *m = prpc__pool_find(&s->pool, name);
   if (!m || m->kind != SYM_MESSAGE) {
     die(EXIT_DESCRIPTOR, "'%s' is not a message type in the descriptors",
         name);

@@ -266,7 +266,7 @@ static int load_files(refl *r, pool *p, int what, const char *name,
           rc = -1;
           break;
         }
-        int added = pool_add_file(p, fd.data, fd.len);
+        int added = prpc__pool_add_file(p, fd.data, fd.len);
         if (added != 0) {
           set_err(err, GRPC_STATUS_INTERNAL,
                   added == POOL_TOO_DEEP
@@ -293,7 +293,7 @@ static int load_imports(refl *r, pool *p, rpc_error *err) {
   for (size_t i = 0; i < p->n_files; i++) { /* n_files grows as we go */
     const pb_file *f = p->files[i];
     for (size_t j = 0; j < f->n_dependency; j++) {
-      if (pool_has_file(p, f->dependency[j])) continue;
+      if (prpc__pool_has_file(p, f->dependency[j])) continue;
       /* A file the server does not have is only a problem if a type
        * from it is used; the transcoder names that type then. */
       if (load_files(r, p, REQ_FILE_BY_FILENAME, f->dependency[j], err) &&

@@ -1,8 +1,9 @@
-/* Fuzzes prpc's JSON transcoder (cli/transcode.c) over the descriptors of
- * tests/cli/types.proto and wkt.proto (a FileDescriptorSet protoc writes
- * at build time, FUZZ_JSON_PB): clitest.AllTypes (every scalar, repeated,
- * maps, oneof, nested and recursive messages) and clitest.Wkt (the
- * well-known types with their own JSON forms, Any among them).
+/* Fuzzes the JSON transcoder (json/transcode.c: the server's HTTP front
+ * end and prpc) over the descriptors of tests/cli/types.proto and
+ * wkt.proto (a FileDescriptorSet protoc writes at build time,
+ * FUZZ_JSON_PB): clitest.AllTypes (every scalar, repeated, maps, oneof,
+ * nested and recursive messages) and clitest.Wkt (the well-known types
+ * with their own JSON forms, Any among them).
  *
  * Input: byte 0 picks the message (bit 0); bytes 1-2 (little endian) are
  * the length of the wire part that follows; the rest is JSON text.
@@ -35,10 +36,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
     wbuf_put(&b, buf, n);
   fclose(f);
-  FUZZ_ASSERT(pool_add_set(&P, b.data, b.len) == 0);
+  FUZZ_ASSERT(prpc__pool_add_set(&P, b.data, b.len) == 0);
   wbuf_free(&b);
-  MSGS[0] = pool_find(&P, "clitest.AllTypes");
-  MSGS[1] = pool_find(&P, "clitest.Wkt");
+  MSGS[0] = prpc__pool_find(&P, "clitest.AllTypes");
+  MSGS[1] = prpc__pool_find(&P, "clitest.Wkt");
   FUZZ_ASSERT(MSGS[0] && MSGS[0]->kind == SYM_MESSAGE);
   FUZZ_ASSERT(MSGS[1] && MSGS[1]->kind == SYM_MESSAGE);
   return 0;
@@ -50,7 +51,7 @@ static char *to_text(const json_t *j) {
   size_t size = 0;
   FILE *m = open_memstream(&text, &size);
   FUZZ_ASSERT(m != NULL);
-  FUZZ_ASSERT(tc_print(m, j, 0) == 0);
+  FUZZ_ASSERT(prpc__tc_print(m, j, 0) == 0);
   fclose(m);
   if (size && text[size - 1] == '\n')
     text[size - 1] = '\0';
@@ -60,7 +61,7 @@ static char *to_text(const json_t *j) {
 /* Decodes data; returns its JSON text, or NULL after checking the error. */
 static char *decode_text(const pool_sym *ms, const uint8_t *data, size_t len) {
   char err[600] = "";
-  json_t *j = tc_decode(&P, ms, data, len, err, sizeof(err));
+  json_t *j = prpc__tc_decode(&P, ms, data, len, err, sizeof(err));
   char *text;
   if (!j) {
     FUZZ_ASSERT(err[0] != '\0');
@@ -82,7 +83,7 @@ static void round_trip(const pool_sym *ms, const char *text) {
   if (!j)
     fprintf(stderr, "printed JSON does not parse: %s\n%s\n", je.text, text);
   FUZZ_ASSERT(j != NULL);
-  rc = tc_encode(&P, ms, j, &w, err, sizeof(err));
+  rc = prpc__tc_encode(&P, ms, j, &w, err, sizeof(err));
   if (rc != 0)
     fprintf(stderr, "printed JSON does not encode: %s\n%s\n", err, text);
   FUZZ_ASSERT(rc == 0);
@@ -104,7 +105,7 @@ static void from_json(const pool_sym *ms, const char *in, size_t len) {
   json_t *j = json_loadb(in, len, LOAD_FLAGS, &je);
   if (!j)
     return;
-  if (tc_encode(&P, ms, j, &w, err, sizeof(err)) != 0) {
+  if (prpc__tc_encode(&P, ms, j, &w, err, sizeof(err)) != 0) {
     FUZZ_ASSERT(err[0] != '\0');
   } else {
     text = decode_text(ms, w.data, w.len);

@@ -95,6 +95,8 @@ static grpc_status_code live_stream_in(
 }
 
 static prpc_server *live_srv;
+/* Set before live_start() to serve HTTP/1.1 with JSON as well. */
+static int live_http_json;
 static char live_dir[PATH_MAX], live_target[PATH_MAX + 8];
 
 static void live_stop(void) {
@@ -117,6 +119,7 @@ static const char *live_start(void) {
   const char *tmp = getenv("TMPDIR");
   opts.threads = 2;
   opts.grace_ms = 1000;
+  opts.http_json = live_http_json;
   snprintf(live_dir, sizeof(live_dir), "%s/prpc-fuzz-XXXXXX",
            tmp && *tmp ? tmp : "/tmp");
   FUZZ_ASSERT(mkdtemp(live_dir) != NULL);

@@ -9,7 +9,8 @@ protos (recorded with fuzz/dump_plugin.sh), valid requests of the
 TestService methods fuzz_request calls, gRPC's HTTP/2 as a client
 speaks it for fuzz_socket, wire messages and JSON with every field kind
 and well-known type for fuzz_json, and nanopb messages that fit or just
-overflow their static sizes for fuzz_nanopb, and messages of a type
+overflow their static sizes for fuzz_nanopb, HTTP/1.1 requests with JSON bodies of
+every kind for fuzz_http, and messages of a type
 that contains itself, nested up to the depth limit and 100,000 deep, for
 fuzz_tree and fuzz_nanopb (the regress_* files next to them are inputs
 the fuzzers found, kept by hand). Deterministic: running it again gives the same
@@ -368,6 +369,63 @@ def tree_seeds():
               '{"anyValue":' + "[" * 100000 + "]" * 100000 + "}")
 
 
+# ---- fuzz_http: HTTP/1.1 with JSON, as curl and http.client send it ----
+
+def http_request(path, body, method="POST", headers=(), chunked=False):
+    head = "%s %s HTTP/1.1\r\nHost: localhost\r\n" % (method, path)
+    for h in headers:
+        head += h + "\r\n"
+    if body is None:
+        return (head + "\r\n").encode()
+    body = body.encode() if isinstance(body, str) else body
+    if chunked:
+        head += "Transfer-Encoding: chunked\r\n\r\n"
+        out = b""
+        for line in body.split(b"\n"):
+            if line:
+                out += b"%x\r\n%s\n\r\n" % (len(line) + 1, line)
+        return head.encode() + out + b"0\r\n\r\n"
+    head += "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
+        len(body))
+    return head.encode() + body
+
+
+def http_seeds():
+    svc = "/grpc.testing.TestService/"
+    put("http", "get_listing", http_request("/", None, "GET"))
+    put("http", "empty_call", http_request(svc + "EmptyCall", "{}"))
+    put("http", "unary_call", http_request(
+        svc + "UnaryCall",
+        '{"responseType":"COMPRESSABLE","responseSize":3,'
+        '"payload":{"body":"AAEC"},"fillUsername":true,'
+        '"responseStatus":{"code":0,"message":""}}'))
+    put("http", "unary_metadata", http_request(
+        svc + "UnaryCall", '{"responseSize":1}',
+        headers=["x-deadline-ms: 5000", "grpc-timeout: 10S",
+                 "x-user: a", "x-data-bin: AAEC"]))
+    put("http", "server_streaming", http_request(
+        svc + "StreamingOutputCall",
+        '{"responseParameters":[{"size":1},{"size":2,"intervalUs":10}]}'))
+    put("http", "client_streaming_chunked", http_request(
+        svc + "StreamingInputCall",
+        '{"payload":{"body":"AAAA"}}\n{"payload":{}}\n', chunked=True))
+    put("http", "client_streaming_sized", http_request(
+        svc + "StreamingInputCall",
+        '{"payload":{"body":"AA=="}} {"payload":{"body":"AAA="}}'))
+    put("http", "bidi_refused", http_request(svc + "FullDuplexCall", "{}"))
+    put("http", "bad_json", http_request(svc + "UnaryCall", '{"responseSize":'))
+    put("http", "wrong_type", http_request(svc + "UnaryCall",
+                                           '{"payload":{"body":5}}'))
+    put("http", "unknown_method", http_request(svc + "Nope", "{}"))
+    put("http", "pipelined",
+        http_request(svc + "EmptyCall", "{}") +
+        http_request(svc + "UnaryCall", '{"responseSize":2}') +
+        http_request("/", None, "GET"))
+    put("http", "expect_continue", http_request(
+        svc + "UnaryCall", "{}", headers=["Expect: 100-continue"]))
+    put("http", "http10", b"GET / HTTP/1.0\r\n\r\n")
+
+
 def main():
     targets()
     access()
@@ -377,6 +435,7 @@ def main():
     json_seeds()
     nanopb_seeds()
     tree_seeds()
+    http_seeds()
     for d in sorted(os.listdir(OUT)):
         print("%-8s %d seeds" % (d, len(os.listdir(os.path.join(OUT, d)))))
 

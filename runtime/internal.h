@@ -174,6 +174,7 @@ enum {
   PRPC__CONN_PENDING, /* accepted, waiting for the HTTP/2 preface */
   PRPC__CONN_GRPC,    /* handed to the server */
   PRPC__CONN_DENIED,  /* handed to the deny server */
+  PRPC__CONN_HTTP,    /* handed to the HTTP/1.1 front end (server/http.c) */
   PRPC__CONN_CLOSED
 };
 
@@ -217,6 +218,11 @@ typedef struct prpc__accept_opts {
   void (*grpc)(void *data, prpc__conn *c);
   void (*deny)(void *data, prpc__conn *c);
   void (*hangup)(void *data);
+  /* NULL: a connection that does not open with the HTTP/2 preface is
+   * closed. Else it is handed here (allowed or denied: c->denied tells),
+   * on the accept thread; the callee owns c->fd, and c stays in the table
+   * (counted against the budgets) until c->fd is closed. */
+  void (*http)(void *data, prpc__conn *c);
   void *data;
 } prpc__accept_opts;
 
@@ -238,6 +244,11 @@ void prpc__acceptor_stop(prpc__acceptor *a);
  * (release with prpc__conn_unref), or NULL when N is not, or no longer, a
  * connection accepted here. */
 prpc__conn *prpc__acceptor_bind(prpc__acceptor *a, int fd);
+/* Hands fd (one end of a socketpair the server made) to gRPC core as a
+ * connection on behalf of parent: calls on it see parent's peer and
+ * credentials, and it counts against no budget (parent does). Takes fd.
+ * Returns 0 or -ENOMEM (fd closed). Any thread. */
+int prpc__acceptor_inner(prpc__acceptor *a, const prpc__conn *parent, int fd);
 void prpc__acceptor_stats(prpc__acceptor *a, int *open,
                           uint64_t *refused);
 void prpc__acceptor_destroy(prpc__acceptor *a);

@@ -10,6 +10,7 @@
  * like any other and hook into start and shutdown (prpc__server_add_hook).
  */
 #include "internal.h"
+#include "http.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -458,6 +459,10 @@ static void hand_to_deny(void *data, prpc__conn *c) {
 
 static void all_hung_up(void *data) { prpc_server_shutdown(data); }
 
+static void hand_to_http(void *data, prpc__conn *c) {
+  prpc__http_serve(data, c);
+}
+
 /* Gives the listening sockets and adopted connections to a new acceptor. */
 static int acceptor_setup(prpc_server *srv) {
   prpc__accept_opts o;
@@ -471,6 +476,7 @@ static int acceptor_setup(prpc_server *srv) {
   o.grpc = hand_to_core;
   o.deny = hand_to_deny;
   o.hangup = all_hung_up;
+  o.http = srv->opts.http_json ? hand_to_http : NULL;
   o.data = srv;
   int rc = prpc__acceptor_create(&o, &srv->acceptor);
   if (rc != 0)
@@ -531,6 +537,8 @@ int prpc_server_start(prpc_server *srv) {
   srv->guarded |= srv->n_rules > 0;
   if (!srv->pool &&
       (rc = prpc__pool_create(srv->opts.max_stream_threads, &srv->pool)) != 0)
+    return rc;
+  if (srv->opts.http_json && (rc = prpc__http_enable(srv)) != 0)
     return rc;
   if (!srv->acceptor && (rc = acceptor_setup(srv)) != 0)
     return rc;
@@ -855,6 +863,9 @@ void prpc_server_destroy(prpc_server *srv) {
     prpc_server_shutdown(srv);
     prpc_server_wait(srv);
   }
+  /* HTTP connections make their calls through the acceptor: they go
+   * first. */
+  prpc__http_stop(srv);
   prpc__acceptor_destroy(srv->acceptor);
   srv->acceptor = NULL;
   close_listeners(srv);

@@ -24,7 +24,10 @@
  *      again), for at most handshake_timeout_ms; a peer that stalls is
  *      closed. Then it is handed to gRPC core: to the server, or, if denied,
  *      to the deny server that answers every call with PERMISSION_DENIED and
- *      closes the connection soon after.
+ *      closes the connection soon after. With prpc_server_opts.http_json
+ *      a unix connection whose first bytes are not the preface goes to
+ *      the HTTP/1.1 front end instead (server/http.c), allowed or denied;
+ *      its record stays here, counted, until the front end closes it.
  *
  * gRPC core names such a connection "fd:N" (its descriptor number) and
  * closes the descriptor when the connection ends. The table keeps a record
@@ -522,6 +525,61 @@ static void hand_over(prpc__acceptor *a, prpc__conn *c) {
     a->o.grpc(a->o.data, c);
 }
 
+/* Hands a connection that opened with something else than the HTTP/2
+ * preface to the HTTP/1.1 front end (prpc_server_opts.http_json). */
+static void hand_to_http(prpc__acceptor *a, prpc__conn *c) {
+  pthread_mutex_lock(&a->mu);
+  if (!c->adopted) {
+    budget *b = budget_of(a, c->key);
+    a->n_pending--;
+    if (b)
+      b->pending--;
+  }
+  c->state = PRPC__CONN_HTTP;
+  pthread_mutex_unlock(&a->mu);
+  a->o.http(a->o.data, c); /* the front end owns the descriptor now */
+}
+
+int prpc__acceptor_inner(prpc__acceptor *a, const prpc__conn *parent,
+                         int fd) {
+  prpc__conn *c = calloc(1, sizeof(*c));
+  struct stat st;
+  if (!c) {
+    close(fd);
+    return -ENOMEM;
+  }
+  /* The parent's identity, fixed when it was accepted; adopted, so that
+   * the budgets count the parent only. */
+  c->fd = fd;
+  c->kind = parent->kind;
+  c->listener = parent->listener;
+  c->adopted = 1;
+  c->have_cred = parent->have_cred;
+  c->pid = parent->pid;
+  c->uid = parent->uid;
+  c->gid = parent->gid;
+  c->exempt = parent->exempt;
+  c->key = parent->key;
+  memcpy(c->peer, parent->peer, sizeof(c->peer));
+  atomic_init(&c->refs, 1); /* the table's */
+  if (fstat(fd, &st) == 0) {
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+  }
+  pthread_mutex_lock(&a->mu);
+  c->id = ++a->next_id;
+  if (table_put(a, c) != 0) {
+    pthread_mutex_unlock(&a->mu);
+    close(fd);
+    free(c);
+    return -ENOMEM;
+  }
+  c->state = PRPC__CONN_GRPC;
+  pthread_mutex_unlock(&a->mu);
+  a->o.grpc(a->o.data, c);
+  return 0;
+}
+
 /* Looks at what a pending connection has sent. Returns 1 when it is done
  * with (handed over or closed), 0 to keep waiting. */
 static int pending_check(prpc__acceptor *a, prpc__conn *c, int64_t now) {
@@ -532,6 +590,12 @@ static int pending_check(prpc__acceptor *a, prpc__conn *c, int64_t now) {
     return 1;
   }
   if (n > 0 && memcmp(buf, PREFACE, (size_t)n) != 0) {
+    /* Not HTTP/2: HTTP/1.1 when the server answers it (a unix or fd:N
+     * connection; TCP stays gRPC only). */
+    if (a->o.http && c->have_cred) {
+      hand_to_http(a, c);
+      return 1;
+    }
     if (rate_ok(a, RL_STALL))
       prpc__log(PRPC__LOG_WARN, "closed a connection on %s from %s: it "
                                 "does not speak HTTP/2",

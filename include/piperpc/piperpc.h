@@ -403,6 +403,16 @@ typedef struct prpc_server_opts {
                           handlers must not block: register services with
                           PRPC_ASYNC_HANDLERS. The loop must outlive the
                           server. */
+  int http_json;       /* 1: a connection to a unix or fd:N listener that
+                          does not open with the HTTP/2 preface is served as
+                          HTTP/1.1 with JSON bodies on the same socket:
+                          POST /package.Service/Method calls the handler
+                          (proto3 JSON mapping), GET / lists the methods;
+                          access rules, budgets and timeouts apply as to
+                          gRPC (see docs/http.md). A piperpc built
+                          without libmicrohttpd logs a warning at start
+                          and closes them. 0: such a connection is
+                          closed */
 } prpc_server_opts;
 #define PRPC_SERVER_OPTS_INIT \
   {0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, NULL}

@@ -107,6 +107,7 @@ int main(int argc, char **argv) {
     usage();
   /* A child given an inherited fd stops when its parent goes away. */
   opts.shutdown_on_hangup = 1;
+  opts.http_json = 1; /* curl --unix-socket too (docs/http.md) */
   if (prpc_server_create(&opts, &server) != 0) {
     fprintf(stderr, "greeter_server: %s\n", prpc_last_error());
     return 1;

@@ -416,6 +416,7 @@ int main(int argc, char **argv) {
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   sigprocmask(SIG_BLOCK, &sigs, NULL); /* until prpc_server_run() */
+  opts.http_json = 1; /* curl --unix-socket too (docs/http.md) */
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
       opts.threads = atoi(argv[++i]);

@@ -24,22 +24,22 @@ static void load(void) {
   size_t n;
   while ((n = fread(buf, 1, sizeof(buf), f)) > 0) wbuf_put(&b, buf, n);
   fclose(f);
-  ASSERT_EQ(pool_add_set(&P, b.data, b.len), 0);
+  ASSERT_EQ(prpc__pool_add_set(&P, b.data, b.len), 0);
   wbuf_free(&b);
-  ALL = pool_find(&P, "clitest.AllTypes");
+  ALL = prpc__pool_find(&P, "clitest.AllTypes");
   ASSERT(ALL && ALL->kind == SYM_MESSAGE);
 }
 
 /* The transcoder's JSON for encoded bytes, without the newline. */
 static char *to_json(const uint8_t *data, size_t len, char *err,
                      size_t errlen) {
-  json_t *j = tc_decode(&P, ALL, data, len, err, errlen);
+  json_t *j = prpc__tc_decode(&P, ALL, data, len, err, errlen);
   if (!j) return NULL;
   char *text = NULL;
   size_t size = 0;
   FILE *m = open_memstream(&text, &size);
   ASSERT(m);
-  ASSERT_EQ(tc_print(m, j, 0), 0);
+  ASSERT_EQ(prpc__tc_print(m, j, 0), 0);
   fclose(m);
   json_decref(j);
   if (size && text[size - 1] == '\n') text[size - 1] = '\0';
@@ -54,7 +54,7 @@ static Clitest__AllTypes *roundtrip(const char *in, const char *want) {
   json_t *j = json_loads(in, 0, &je);
   ASSERT(j);
   wbuf w = {0};
-  if (tc_encode(&P, ALL, j, &w, err, sizeof(err)) != 0)
+  if (prpc__tc_encode(&P, ALL, j, &w, err, sizeof(err)) != 0)
     FAIL_AT(__FILE__, __LINE__, "encode failed: %s", err);
   json_decref(j);
   Clitest__AllTypes *m = clitest__all_types__unpack(
@@ -223,7 +223,7 @@ static void errors(void) {
     json_t *j = json_loads(cases[i][0], JSON_DECODE_ANY, &je);
     ASSERT(j);
     wbuf w = {0};
-    if (tc_encode(&P, ALL, j, &w, err, sizeof(err)) == 0)
+    if (prpc__tc_encode(&P, ALL, j, &w, err, sizeof(err)) == 0)
       FAIL_AT(__FILE__, __LINE__, "%s: encoded", cases[i][0]);
     ASSERT_STREQ(err, cases[i][1]);
     wbuf_free(&w);
@@ -288,17 +288,17 @@ static void base64(void) {
                                     "\xff\xef"};
   for (size_t i = 0; i < 6; i++) {
     wbuf b = {0};
-    ASSERT_EQ(tc_b64_decode(in[i], strlen(in[i]), &b), 0);
+    ASSERT_EQ(prpc__tc_b64_decode(in[i], strlen(in[i]), &b), 0);
     ASSERT_EQ(b.len, strlen(out[i]));
     ASSERT(b.len == 0 || memcmp(b.data, out[i], b.len) == 0);
     wbuf_free(&b);
   }
-  char *s = tc_b64_encode((const uint8_t *)"\xff\xef", 2);
+  char *s = prpc__tc_b64_encode((const uint8_t *)"\xff\xef", 2);
   ASSERT_STREQ(s, "/+8=");
   free(s);
   wbuf b = {0};
-  ASSERT_EQ(tc_b64_decode("Z", 1, &b), -1);
-  ASSERT_EQ(tc_b64_decode("Zm9v!", 5, &b), -1);
+  ASSERT_EQ(prpc__tc_b64_decode("Z", 1, &b), -1);
+  ASSERT_EQ(prpc__tc_b64_decode("Zm9v!", 5, &b), -1);
   wbuf_free(&b);
 }
 

@@ -1,7 +1,9 @@
-/* prpc: protobuf wire format <-> JSON (proto3 JSON mapping), driven by the
- * message descriptors of a pool at run time. */
-#ifndef PRPC_CLI_TRANSCODE_H
-#define PRPC_CLI_TRANSCODE_H
+/* Protobuf wire format <-> JSON (proto3 JSON mapping), driven by the
+ * message descriptors of a pool at run time: the one transcoder of the
+ * code base, used by the server's HTTP front end (server/http.c) and by
+ * prpc. */
+#ifndef PRPC_JSON_TRANSCODE_H
+#define PRPC_JSON_TRANSCODE_H
 
 #include <jansson.h>
 #include <stdio.h>
@@ -11,26 +13,26 @@
 
 /* Encodes a JSON object as message msg (a SYM_MESSAGE symbol) into out.
  * The pool may grow: a google.protobuf.Any's type is looked up with
- * pool_resolve(). Returns 0, or -1 with a sentence in err naming the field, e.g.
+ * prpc__pool_resolve(). Returns 0, or -1 with a sentence in err naming the field, e.g.
  * 'field "name": expected a string, got a number'. */
-int tc_encode(pool *p, const pool_sym *msg, json_t *in, wbuf *out,
+int prpc__tc_encode(pool *p, const pool_sym *msg, json_t *in, wbuf *out,
               char *err, size_t errlen);
 
 /* Decodes len bytes of message msg into a new JSON object (lowerCamelCase
  * names, default values left out, 64-bit integers as strings, bytes as
  * base64, enums by name). Returns NULL with err set when the bytes are not
  * a valid message of that type. */
-json_t *tc_decode(pool *p, const pool_sym *msg, const uint8_t *data,
+json_t *prpc__tc_decode(pool *p, const pool_sym *msg, const uint8_t *data,
                   size_t len, char *err, size_t errlen);
 
 /* Writes a JSON value: compact on one line, or indented by 2 when pretty.
  * Strings are escaped by jansson; numbers are printed with the fewest
  * digits that read back to the same double. Returns 0 or -1. */
-int tc_print(FILE *out, const json_t *v, int pretty);
+int prpc__tc_print(FILE *out, const json_t *v, int pretty);
 
-/* Base64 (RFC 4648). tc_b64_decode accepts the standard and the URL-safe
+/* Base64 (RFC 4648). prpc__tc_b64_decode accepts the standard and the URL-safe
  * alphabet, with or without padding; returns 0 or -1. */
-char *tc_b64_encode(const uint8_t *data, size_t len);
-int tc_b64_decode(const char *s, size_t slen, wbuf *out);
+char *prpc__tc_b64_encode(const uint8_t *data, size_t len);
+int prpc__tc_b64_decode(const char *s, size_t slen, wbuf *out);
 
-#endif /* PRPC_CLI_TRANSCODE_H */
+#endif /* PRPC_JSON_TRANSCODE_H */

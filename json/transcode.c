@@ -1,8 +1,10 @@
-/* prpc: protobuf wire format <-> JSON, following the proto3 JSON mapping
+/* Protobuf wire format <-> JSON, following the proto3 JSON mapping
  * (https://protobuf.dev/programming-guides/proto3/#json), driven by
  * FileDescriptorProtos at run time. The wire side is written and read here
  * directly from the descriptors; jansson parses and holds the JSON. */
 #include "transcode.h"
+
+_Thread_local int prpc__wbuf_oom;
 
 #include <errno.h>
 #include <inttypes.h>
@@ -20,7 +22,7 @@ enum {
   T_MESSAGE = 11, T_BYTES = 12, T_UINT32 = 13, T_ENUM = 14, T_SFIXED32 = 15,
   T_SFIXED64 = 16, T_SINT32 = 17, T_SINT64 = 18
 };
-#define L_REPEATED GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED
+#define L_REPEATED PRPC_PB__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED
 
 /* Transcoding state: the pool, the error buffer and the path of the field
  * being worked on ("response_parameters[1].size"), for error messages. */
@@ -87,11 +89,11 @@ static int packable(int type) {
 static int is_packed(const pb_file *f, const pb_field *fd) {
   if (fd->label != L_REPEATED || !packable(fd->type)) return 0;
   if (fd->options && fd->options->has_packed) return fd->options->packed;
-  return pool_is_proto3(f);
+  return prpc__pool_is_proto3(f);
 }
 
 static const pool_sym *type_of(tc *c, const pb_field *fd, sym_kind kind) {
-  const pool_sym *s = fd->type_name ? pool_find(c->p, fd->type_name) : NULL;
+  const pool_sym *s = fd->type_name ? prpc__pool_find(c->p, fd->type_name) : NULL;
   if (!s || s->kind != kind) {
     fail(c, "type %s is not in the descriptors",
          fd->type_name ? fd->type_name : "?");
@@ -115,9 +117,9 @@ static json_t *dec_wkt(tc *c, int kind, int wtype, const uint8_t *data,
 static const char b64[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *tc_b64_encode(const uint8_t *d, size_t n) {
+char *prpc__tc_b64_encode(const uint8_t *d, size_t n) {
   char *s = malloc((n + 2) / 3 * 4 + 1), *o = s;
-  if (!s) abort();
+  if (!s) return NULL;
   for (size_t i = 0; i < n; i += 3) {
     uint32_t v = (uint32_t)d[i] << 16;
     if (i + 1 < n) v |= (uint32_t)d[i + 1] << 8;
@@ -140,7 +142,7 @@ static int b64_value(char ch) {
   return -1;
 }
 
-int tc_b64_decode(const char *s, size_t n, wbuf *out) {
+int prpc__tc_b64_decode(const char *s, size_t n, wbuf *out) {
   while (n > 0 && s[n - 1] == '=') n--;
   if (n % 4 == 1) return -1;
   uint32_t acc = 0;
@@ -291,7 +293,7 @@ static int enc_value(tc *c, const pb_field *fd, const json_t *v, wbuf *out,
       return fail(c, "expected base64 bytes in a string, got %s",
                   json_kind(v));
     wbuf b = {0};
-    if (tc_b64_decode(json_string_value(v), json_string_length(v), &b)) {
+    if (prpc__tc_b64_decode(json_string_value(v), json_string_length(v), &b)) {
       wbuf_free(&b);
       return fail(c, "not valid base64");
     }
@@ -429,7 +431,7 @@ static int enc_map(tc *c, const pb_msg *entry, const pb_field *fd,
 
 static int enc_field(tc *c, const pb_file *f, const pb_field *fd,
                      const json_t *v, wbuf *out) {
-  const pb_msg *entry = pool_map_entry(c->p, fd);
+  const pb_msg *entry = prpc__pool_map_entry(c->p, fd);
   if (entry) return enc_map(c, entry, fd, v, out);
   if (fd->label != L_REPEATED) return enc_value(c, fd, v, out, 1);
   if (!json_is_array(v))
@@ -468,7 +470,7 @@ static int enc_msg(tc *c, const pool_sym *ms, const json_t *obj, wbuf *out) {
     size_t i;
     for (i = 0; i < m->n_field; i++) {
       const pb_field *fd = m->field[i];
-      const char *jn = pool_json_name(fd, jbuf, sizeof(jbuf));
+      const char *jn = prpc__pool_json_name(fd, jbuf, sizeof(jbuf));
       if (strcmp(key, fd->name) == 0 || strcmp(key, jn) == 0) {
         if (strcmp(fd->name, jn) != 0 && json_object_get(obj, fd->name) &&
             json_object_get(obj, jn)) {
@@ -491,13 +493,13 @@ static int enc_msg(tc *c, const pool_sym *ms, const json_t *obj, wbuf *out) {
   for (size_t i = 0; i < m->n_field; i++) {
     const pb_field *a = m->field[i];
     const json_t *va = json_object_get(obj, a->name);
-    if (!va) va = json_object_get(obj, pool_json_name(a, jbuf, sizeof(jbuf)));
+    if (!va) va = json_object_get(obj, prpc__pool_json_name(a, jbuf, sizeof(jbuf)));
     if (!a->has_oneof_index || !va || json_is_null(va)) continue;
     for (size_t j = i + 1; j < m->n_field; j++) {
       const pb_field *b = m->field[j];
       if (!b->has_oneof_index || b->oneof_index != a->oneof_index) continue;
       const json_t *vb = json_object_get(obj, b->name);
-      if (!vb) vb = json_object_get(obj, pool_json_name(b, jbuf, sizeof(jbuf)));
+      if (!vb) vb = json_object_get(obj, prpc__pool_json_name(b, jbuf, sizeof(jbuf)));
       if (vb && !json_is_null(vb)) {
         size_t old = push(c, "", b->name, 0);
         fail(c, "only one of \"%s\" and \"%s\" may be set (a oneof)",
@@ -510,7 +512,7 @@ static int enc_msg(tc *c, const pool_sym *ms, const json_t *obj, wbuf *out) {
   for (size_t i = 0; i < m->n_field; i++) {
     const pb_field *fd = m->field[i];
     const json_t *v = json_object_get(obj, fd->name);
-    if (!v) v = json_object_get(obj, pool_json_name(fd, jbuf, sizeof(jbuf)));
+    if (!v) v = json_object_get(obj, prpc__pool_json_name(fd, jbuf, sizeof(jbuf)));
     int wt_;
     if (!v || (json_is_null(v) && (fd->label == L_REPEATED ||
                                    wkt_of(fd->type_name, &wt_) != WKT_VALUE)))
@@ -522,11 +524,17 @@ static int enc_msg(tc *c, const pool_sym *ms, const json_t *obj, wbuf *out) {
   return 0;
 }
 
-int tc_encode(pool *p, const pool_sym *msg, json_t *in, wbuf *out,
+int prpc__tc_encode(pool *p, const pool_sym *msg, json_t *in, wbuf *out,
               char *err, size_t errlen) {
   tc c = {p, err, errlen, {0}, 0, 0};
-  int wtype, kind = wkt_of(msg->name, &wtype);
-  return kind ? enc_wkt(&c, kind, wtype, in, out) : enc_msg(&c, msg, in, out);
+  int wtype, kind = wkt_of(msg->name, &wtype), rc;
+  prpc__wbuf_oom = 0;
+  rc = kind ? enc_wkt(&c, kind, wtype, in, out) : enc_msg(&c, msg, in, out);
+  if (rc == 0 && (prpc__wbuf_oom || out->failed)) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  return rc;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -584,7 +592,7 @@ static json_t *enum_json(tc *c, const pb_field *fd, int32_t v) {
 
 static json_t *dec_value(tc *c, const pb_field *fd, const wfield *w) {
   if (w->wt != wire_type_of(fd->type)) {
-    fail(c, "wire type %d does not fit type %s", w->wt, pool_type_name(fd));
+    fail(c, "wire type %d does not fit type %s", w->wt, prpc__pool_type_name(fd));
     return NULL;
   }
   uint64_t v = w->v;
@@ -618,9 +626,10 @@ static json_t *dec_value(tc *c, const pb_field *fd, const wfield *w) {
     return s;
   }
   case T_BYTES: {
-    char *s = tc_b64_encode(w->data, w->len);
-    json_t *j = json_string(s);
+    char *s = prpc__tc_b64_encode(w->data, w->len);
+    json_t *j = s ? json_string(s) : NULL;
     free(s);
+    if (!j) fail(c, "out of memory");
     return j;
   }
   case T_MESSAGE: {
@@ -630,7 +639,7 @@ static json_t *dec_value(tc *c, const pb_field *fd, const wfield *w) {
     return s ? dec_msg(c, s, w->data, w->len) : NULL;
   }
   default:
-    fail(c, "type %s is not supported", pool_type_name(fd));
+    fail(c, "type %s is not supported", prpc__pool_type_name(fd));
     return NULL;
   }
 }
@@ -721,7 +730,14 @@ static json_t *dec_msg_in(tc *c, const pool_sym *ms, const uint8_t *data,
   char *seen = calloc(n + 1, 1), *dflt = calloc(n + 1, 1);
   json_t *obj = NULL;
   char jbuf[256];
-  if (!vals || !subs || !seen || !dflt) abort();
+  if (!vals || !subs || !seen || !dflt) {
+    free(vals);
+    free(subs);
+    free(seen);
+    free(dflt);
+    fail(c, "out of memory");
+    return NULL;
+  }
   wreader r = {data, data + len};
   wfield w;
   int rc;
@@ -732,7 +748,7 @@ static json_t *dec_msg_in(tc *c, const pool_sym *ms, const uint8_t *data,
     if (i == n) continue; /* unknown fields are skipped */
     const pb_field *fd = m->field[i];
     size_t old = push(c, "", fd->name, 0);
-    const pb_msg *entry = pool_map_entry(c->p, fd);
+    const pb_msg *entry = prpc__pool_map_entry(c->p, fd);
     if (entry) {
       if (!vals[i]) vals[i] = json_object();
       if (dec_map_entry(c, entry, &w, vals[i]) != 0) goto out;
@@ -770,7 +786,7 @@ static json_t *dec_msg_in(tc *c, const pool_sym *ms, const uint8_t *data,
   obj = json_object();
   for (size_t i = 0; i < n; i++) {
     const pb_field *fd = m->field[i];
-    const char *jn = pool_json_name(fd, jbuf, sizeof(jbuf));
+    const char *jn = prpc__pool_json_name(fd, jbuf, sizeof(jbuf));
     if (fd->label == L_REPEATED) {
       if (vals[i] && (json_array_size(vals[i]) || json_object_size(vals[i])))
         json_object_set(obj, jn, vals[i]);
@@ -789,7 +805,7 @@ static json_t *dec_msg_in(tc *c, const pool_sym *ms, const uint8_t *data,
       pop(c, old);
       json_object_set_new(obj, jn, j);
     } else if (seen[i] &&
-               (pool_field_has_presence(ms->file, fd) || !dflt[i])) {
+               (prpc__pool_field_has_presence(ms->file, fd) || !dflt[i])) {
       json_object_set(obj, jn, vals[i]);
     }
   }
@@ -805,13 +821,20 @@ out:
   return obj;
 }
 
-json_t *tc_decode(pool *p, const pool_sym *msg, const uint8_t *data,
+json_t *prpc__tc_decode(pool *p, const pool_sym *msg, const uint8_t *data,
                   size_t len, char *err, size_t errlen) {
   tc c = {p, err, errlen, {0}, 0, 0};
   int wtype, kind = wkt_of(msg->name, &wtype);
+  json_t *j;
   if (!data) data = (const uint8_t *)"";
-  return kind ? dec_wkt(&c, kind, wtype, data, len)
-              : dec_msg(&c, msg, data, len);
+  prpc__wbuf_oom = 0;
+  j = kind ? dec_wkt(&c, kind, wtype, data, len) : dec_msg(&c, msg, data, len);
+  if (j && prpc__wbuf_oom) {
+    json_decref(j);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  return j;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -853,12 +876,12 @@ static int wkt_of(const char *type_name, int *wtype) {
 }
 
 static pb_field fake_field(int type, int number, const char *name) {
-  pb_field f = GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__INIT;
+  pb_field f = PRPC_PB__FIELD_DESCRIPTOR_PROTO__INIT;
   f.name = (char *)name;
   f.has_number = 1;
   f.number = number;
   f.has_type = 1;
-  f.type = (Google__Protobuf__FieldDescriptorProto__Type)type;
+  f.type = (PrpcPb__FieldDescriptorProto__Type)type;
   return f;
 }
 
@@ -1061,7 +1084,7 @@ static int enc_struct_value(tc *c, const json_t *v, wbuf *out) {
 static const pool_sym *any_type(tc *c, const char *url) {
   const char *slash = strrchr(url, '/');
   const char *name = slash ? slash + 1 : url;
-  const pool_sym *s = *name ? pool_resolve(c->p, name) : NULL;
+  const pool_sym *s = *name ? prpc__pool_resolve(c->p, name) : NULL;
   if (!s || s->kind != SYM_MESSAGE) {
     fail(c, "the Any's type \"%s\" is not in the descriptors", url);
     return NULL;
@@ -1115,7 +1138,10 @@ static json_t *dec_any(tc *c, const uint8_t *data, size_t len) {
   }
   if (url.wt < 0 && val.wt < 0) return json_object();
   char *u = url.wt < 0 ? strdup("") : strndup((const char *)url.data, url.len);
-  if (!u) abort();
+  if (!u) {
+    fail(c, "out of memory");
+    return NULL;
+  }
   const pool_sym *s = any_type(c, u);
   json_t *type = json_string(u);
   free(u);
@@ -1490,7 +1516,7 @@ static int print_value(FILE *out, const json_t *v, int pretty, int depth) {
   return -1;
 }
 
-int tc_print(FILE *out, const json_t *v, int pretty) {
+int prpc__tc_print(FILE *out, const json_t *v, int pretty) {
   if (print_value(out, v, pretty, 0) != 0) return -1;
   fputc('\n', out);
   return 0;

@@ -1,4 +1,4 @@
-/* prpc: the descriptor pool. */
+/* The descriptor pool (see pool.h). */
 #include "pool.h"
 
 #include <stdio.h>
@@ -11,7 +11,7 @@
 static char *join(const char *prefix, const char *name) {
   size_t a = prefix && *prefix ? strlen(prefix) + 1 : 0, b = strlen(name);
   char *s = malloc(a + b + 1);
-  if (!s) abort();
+  if (!s) return NULL;
   if (a) {
     memcpy(s, prefix, a - 1);
     s[a - 1] = '.';
@@ -20,22 +20,36 @@ static char *join(const char *prefix, const char *name) {
   return s;
 }
 
+/* Out of memory: the pool misses the symbol (and remembers it, so that
+ * prpc__pool_add_file() fails); a library must not end the process. */
 static void add_sym(pool *p, char *name, sym_kind kind, const void *desc,
                     const pb_file *file) {
-  if (pool_find(p, name)) { /* the first definition wins */
+  if (!name) {
+    p->oom = 1;
+    return;
+  }
+  if (prpc__pool_find(p, name)) { /* the first definition wins */
     free(name);
     return;
   }
   if (p->n_syms == p->cap_syms) {
     size_t cap = p->cap_syms ? 2 * p->cap_syms : 64;
     pool_sym **s = realloc(p->syms, cap * sizeof(*s));
-    if (!s) abort();
+    if (!s) {
+      free(name);
+      p->oom = 1;
+      return;
+    }
     p->syms = s;
     p->cap_syms = cap;
   }
   /* Each symbol on its own: pointers to it stay valid as the pool grows. */
   pool_sym *sym = malloc(sizeof(*sym));
-  if (!sym) abort();
+  if (!sym) {
+    free(name);
+    p->oom = 1;
+    return;
+  }
   *sym = (pool_sym){name, kind, desc, file};
   p->syms[p->n_syms++] = sym;
 }
@@ -53,8 +67,12 @@ static void add_messages(pool *p, const pb_file *f, const char *scope,
     const pb_msg *m = msgs[i];
     if (!m->name) continue;
     char *full = join(scope, m->name);
+    if (!full) {
+      p->oom = 1;
+      continue;
+    }
     add_sym(p, full, SYM_MESSAGE, m, f);
-    const pool_sym *s = pool_find(p, full);
+    const pool_sym *s = prpc__pool_find(p, full);
     const char *sc = s ? s->name : NULL;
     if (!sc) continue;
     add_messages(p, f, sc, m->n_nested_type, m->nested_type);
@@ -62,29 +80,32 @@ static void add_messages(pool *p, const pb_file *f, const char *scope,
   }
 }
 
-int pool_has_file(const pool *p, const char *name) {
+int prpc__pool_has_file(const pool *p, const char *name) {
   for (size_t i = 0; i < p->n_files; i++)
     if (p->files[i]->name && strcmp(p->files[i]->name, name) == 0) return 1;
   return 0;
 }
 
-int pool_add_file(pool *p, const uint8_t *data, size_t len) {
+int prpc__pool_add_file(pool *p, const uint8_t *data, size_t len) {
   /* protobuf-c's unpack recurses per nested message: a hostile server's
    * descriptor could be nested deep enough to overflow the stack. */
   if (prpc__wire_depth_check(
-          &google__protobuf__file_descriptor_proto__descriptor,
+          &prpc_pb__file_descriptor_proto__descriptor,
           prpc__pbc_submessage, data, len) == PRPC__WIRE_TOO_DEEP)
     return POOL_TOO_DEEP;
-  pb_file *f = google__protobuf__file_descriptor_proto__unpack(NULL, len,
+  pb_file *f = prpc_pb__file_descriptor_proto__unpack(NULL, len,
                                                                data);
   if (!f) return -1;
-  if (!f->name || pool_has_file(p, f->name)) {
+  if (!f->name || prpc__pool_has_file(p, f->name)) {
     int rc = f->name ? 0 : -1;
-    google__protobuf__file_descriptor_proto__free_unpacked(f, NULL);
+    prpc_pb__file_descriptor_proto__free_unpacked(f, NULL);
     return rc;
   }
   pb_file **files = realloc(p->files, (p->n_files + 1) * sizeof(*files));
-  if (!files) abort();
+  if (!files) {
+    prpc_pb__file_descriptor_proto__free_unpacked(f, NULL);
+    return -1;
+  }
   p->files = files;
   p->files[p->n_files++] = f;
   const char *pkg = f->package ? f->package : "";
@@ -94,61 +115,61 @@ int pool_add_file(pool *p, const uint8_t *data, size_t len) {
     if (f->service[i]->name)
       add_sym(p, join(pkg, f->service[i]->name), SYM_SERVICE, f->service[i],
               f);
-  return 0;
+  return p->oom ? -1 : 0;
 }
 
-int pool_add_set(pool *p, const uint8_t *data, size_t len) {
+int prpc__pool_add_set(pool *p, const uint8_t *data, size_t len) {
   wreader r = {data, data + len};
   wfield fl;
   int rc;
   while ((rc = wr_field(&r, &fl)) == 1) {
     if (fl.number != 1 || fl.wt != WT_LEN) continue;
-    if (pool_add_file(p, fl.data, fl.len) != 0) return -1;
+    if (prpc__pool_add_file(p, fl.data, fl.len) != 0) return -1;
   }
   return rc;
 }
 
-const pool_sym *pool_find(const pool *p, const char *name) {
+const pool_sym *prpc__pool_find(const pool *p, const char *name) {
   if (name[0] == '.') name++;
   for (size_t i = 0; i < p->n_syms; i++)
     if (strcmp(p->syms[i]->name, name) == 0) return p->syms[i];
   return NULL;
 }
 
-void pool_free(pool *p) {
+void prpc__pool_free(pool *p) {
   for (size_t i = 0; i < p->n_syms; i++) {
     free(p->syms[i]->name);
     free(p->syms[i]);
   }
   for (size_t i = 0; i < p->n_files; i++)
-    google__protobuf__file_descriptor_proto__free_unpacked(p->files[i], NULL);
+    prpc_pb__file_descriptor_proto__free_unpacked(p->files[i], NULL);
   free(p->syms);
   free(p->files);
   *p = (pool)POOL_INIT;
 }
 
-const pool_sym *pool_resolve(pool *p, const char *name) {
-  const pool_sym *s = pool_find(p, name);
+const pool_sym *prpc__pool_resolve(pool *p, const char *name) {
+  const pool_sym *s = prpc__pool_find(p, name);
   if (!s && p->resolve && p->resolve(p, name[0] == '.' ? name + 1 : name,
                                      p->resolve_data) == 0)
-    s = pool_find(p, name);
+    s = prpc__pool_find(p, name);
   return s;
 }
 
-int pool_is_proto3(const pb_file *f) {
+int prpc__pool_is_proto3(const pb_file *f) {
   return f->syntax && strcmp(f->syntax, "proto3") == 0;
 }
 
-int pool_field_has_presence(const pb_file *f, const pb_field *fd) {
-  if (fd->label == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED)
+int prpc__pool_field_has_presence(const pb_file *f, const pb_field *fd) {
+  if (fd->label == PRPC_PB__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED)
     return 0;
-  if (fd->type == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE)
+  if (fd->type == PRPC_PB__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE)
     return 1;
   if (fd->has_oneof_index) return 1; /* proto3 optional is a oneof too */
-  return !pool_is_proto3(f);
+  return !prpc__pool_is_proto3(f);
 }
 
-const char *pool_json_name(const pb_field *fd, char *buf, size_t size) {
+const char *prpc__pool_json_name(const pb_field *fd, char *buf, size_t size) {
   if (fd->json_name && *fd->json_name) return fd->json_name;
   size_t o = 0;
   int up = 0;
@@ -164,12 +185,12 @@ const char *pool_json_name(const pb_field *fd, char *buf, size_t size) {
   return buf;
 }
 
-const pb_msg *pool_map_entry(const pool *p, const pb_field *fd) {
-  if (fd->label != GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED ||
-      fd->type != GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE ||
+const pb_msg *prpc__pool_map_entry(const pool *p, const pb_field *fd) {
+  if (fd->label != PRPC_PB__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED ||
+      fd->type != PRPC_PB__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE ||
       !fd->type_name)
     return NULL;
-  const pool_sym *s = pool_find(p, fd->type_name);
+  const pool_sym *s = prpc__pool_find(p, fd->type_name);
   if (!s || s->kind != SYM_MESSAGE) return NULL;
   const pb_msg *m = s->desc;
   return m->options && m->options->has_map_entry && m->options->map_entry &&
@@ -178,7 +199,7 @@ const pb_msg *pool_map_entry(const pool *p, const pb_field *fd) {
              : NULL;
 }
 
-const char *pool_type_name(const pb_field *fd) {
+const char *prpc__pool_type_name(const pb_field *fd) {
   static const char *const names[] = {
       NULL,      "double",  "float",    "int64",    "uint64",
       "int32",   "fixed64", "fixed32",  "bool",     "string",

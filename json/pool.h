@@ -1,21 +1,24 @@
-/* prpc: a pool of protobuf descriptors (FileDescriptorProtos decoded with
- * protobuf-c), filled from server reflection or from a FileDescriptorSet
- * file, and looked up by full name. */
-#ifndef PRPC_CLI_POOL_H
-#define PRPC_CLI_POOL_H
+/* A pool of protobuf descriptors (FileDescriptorProtos decoded with
+ * protobuf-c, through the library's own copy of descriptor.proto, package
+ * prpc_pb), filled from the descriptors generated code embeds (the
+ * server's HTTP front end), from server reflection or a FileDescriptorSet
+ * file (prpc), and looked up by full name. Part of the library, hidden
+ * from its ABI; prpc links it from the static library. */
+#ifndef PRPC_JSON_POOL_H
+#define PRPC_JSON_POOL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "google/protobuf/descriptor.pb-c.h"
+#include "prpc/descriptor.pb-c.h"
 
-typedef Google__Protobuf__FileDescriptorProto pb_file;
-typedef Google__Protobuf__DescriptorProto pb_msg;
-typedef Google__Protobuf__FieldDescriptorProto pb_field;
-typedef Google__Protobuf__EnumDescriptorProto pb_enum;
-typedef Google__Protobuf__EnumValueDescriptorProto pb_enum_value;
-typedef Google__Protobuf__ServiceDescriptorProto pb_service;
-typedef Google__Protobuf__MethodDescriptorProto pb_method;
+typedef PrpcPb__FileDescriptorProto pb_file;
+typedef PrpcPb__DescriptorProto pb_msg;
+typedef PrpcPb__FieldDescriptorProto pb_field;
+typedef PrpcPb__EnumDescriptorProto pb_enum;
+typedef PrpcPb__EnumValueDescriptorProto pb_enum_value;
+typedef PrpcPb__ServiceDescriptorProto pb_service;
+typedef PrpcPb__MethodDescriptorProto pb_method;
 
 typedef enum sym_kind { SYM_MESSAGE, SYM_ENUM, SYM_SERVICE } sym_kind;
 
@@ -36,41 +39,43 @@ typedef struct pool {
    * the server's reflection) and returns 0, or returns -1. */
   int (*resolve)(struct pool *p, const char *name, void *data);
   void *resolve_data;
+  int oom; /* memory ran out while adding a file */
 } pool;
-#define POOL_INIT {NULL, 0, NULL, 0, 0, NULL, NULL}
+#define POOL_INIT {NULL, 0, NULL, 0, 0, NULL, NULL, 0}
 
 /* Adds one serialized FileDescriptorProto. A file already in the pool (by
- * name) is ignored. Returns 0, -1 when the bytes do not decode, or
+ * name) is ignored. Returns 0, -1 when the bytes do not decode (or memory
+ * ran out), or
  * POOL_TOO_DEEP when they nest more than PRPC_MAX_DEPTH messages deep
  * (refused before they are decoded). */
 #define POOL_TOO_DEEP (-2)
-int pool_add_file(pool *p, const uint8_t *data, size_t len);
+int prpc__pool_add_file(pool *p, const uint8_t *data, size_t len);
 /* Adds every file of a serialized FileDescriptorSet. Returns 0 or -1. */
-int pool_add_set(pool *p, const uint8_t *data, size_t len);
+int prpc__pool_add_set(pool *p, const uint8_t *data, size_t len);
 /* Returns 1 if a file of that name is in the pool. */
-int pool_has_file(const pool *p, const char *name);
+int prpc__pool_has_file(const pool *p, const char *name);
 /* Finds a symbol by full name (a leading dot is allowed), or NULL. */
-const pool_sym *pool_find(const pool *p, const char *name);
-/* pool_find(), and on a miss the resolver, then pool_find() again. For
+const pool_sym *prpc__pool_find(const pool *p, const char *name);
+/* prpc__pool_find(), and on a miss the resolver, then prpc__pool_find() again. For
  * names found only at run time (the type inside a google.protobuf.Any).
  * Symbols found before stay valid. */
-const pool_sym *pool_resolve(pool *p, const char *name);
+const pool_sym *prpc__pool_resolve(pool *p, const char *name);
 /* Frees everything. */
-void pool_free(pool *p);
+void prpc__pool_free(pool *p);
 
 /* 1 if the message's fields follow proto3 rules (no presence for plain
  * scalars, packed repeated scalars by default). */
-int pool_is_proto3(const pb_file *f);
+int prpc__pool_is_proto3(const pb_file *f);
 /* 1 if a field of this message tracks presence (proto2 optional or
  * required, proto3 optional, a oneof member, a message). */
-int pool_field_has_presence(const pb_file *f, const pb_field *fd);
+int prpc__pool_field_has_presence(const pb_file *f, const pb_field *fd);
 /* The field's JSON name: json_name from the descriptor, or the
  * lowerCamelCase of its name written into buf. */
-const char *pool_json_name(const pb_field *fd, char *buf, size_t size);
+const char *prpc__pool_json_name(const pb_field *fd, char *buf, size_t size);
 /* The message a map field's entries have, or NULL if fd is not a map. */
-const pb_msg *pool_map_entry(const pool *p, const pb_field *fd);
+const pb_msg *prpc__pool_map_entry(const pool *p, const pb_field *fd);
 /* The name of a field type as written in .proto ("int32", "string", or
  * the message or enum's full name). */
-const char *pool_type_name(const pb_field *fd);
+const char *prpc__pool_type_name(const pb_field *fd);
 
-#endif /* PRPC_CLI_POOL_H */
+#endif /* PRPC_JSON_POOL_H */

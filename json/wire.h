@@ -1,8 +1,8 @@
-/* prpc: protobuf wire format primitives (a growable buffer, varints, a
- * reader). Small and static inline: used by the JSON transcoder, the
- * reflection client and the health check. */
-#ifndef PRPC_CLI_WIRE_H
-#define PRPC_CLI_WIRE_H
+/* Protobuf wire format primitives (a growable buffer, varints, a reader).
+ * Small and static inline: used by the JSON transcoder (the server's HTTP
+ * front end and prpc), and by prpc's reflection client and health check. */
+#ifndef PRPC_JSON_WIRE_H
+#define PRPC_JSON_WIRE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -12,29 +12,43 @@
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4,
        WT_I32 = 5 };
 
-/* An owned byte buffer. Allocation failure aborts (a command-line tool). */
+/* An owned byte buffer. It lives in a library that must not end the
+ * process: when memory runs out it stops growing, drops what is written
+ * after, and sets failed, which the writer's caller checks once. */
 typedef struct wbuf {
   uint8_t *data;
   size_t len, cap;
+  int failed;
 } wbuf;
 
-static inline void wbuf_reserve(wbuf *b, size_t more) {
-  if (b->len + more <= b->cap) return;
+/* Set by any wbuf that ran out of memory on this thread: a buffer nested
+ * in another (a submessage) may fail unseen, so the transcoder clears it
+ * before a message and looks at it after (transcode.c). */
+extern _Thread_local int prpc__wbuf_oom;
+
+/* Returns 0, or -1 (and sets failed) when out of memory. */
+static inline int wbuf_reserve(wbuf *b, size_t more) {
+  if (b->failed) return -1;
+  if (b->len + more <= b->cap) return 0;
   size_t cap = b->cap ? b->cap : 64;
   while (cap < b->len + more) cap *= 2;
   uint8_t *p = realloc(b->data, cap);
-  if (!p) abort();
+  if (!p) {
+    b->failed = 1;
+    prpc__wbuf_oom = 1;
+    return -1;
+  }
   b->data = p;
   b->cap = cap;
+  return 0;
 }
 static inline void wbuf_put(wbuf *b, const void *p, size_t n) {
-  if (!n) return;
-  wbuf_reserve(b, n);
+  if (!n || wbuf_reserve(b, n) != 0) return;
   memcpy(b->data + b->len, p, n);
   b->len += n;
 }
 static inline void wbuf_varint(wbuf *b, uint64_t v) {
-  wbuf_reserve(b, 10);
+  if (wbuf_reserve(b, 10) != 0) return;
   while (v >= 0x80) {
     b->data[b->len++] = (uint8_t)(v | 0x80);
     v >>= 7;
@@ -65,6 +79,7 @@ static inline void wbuf_free(wbuf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+  b->failed = 0;
 }
 
 /* A reader over borrowed bytes. */
@@ -132,4 +147,4 @@ static inline int wr_field(wreader *r, wfield *f) {
   }
 }
 
-#endif /* PRPC_CLI_WIRE_H */
+#endif /* PRPC_JSON_WIRE_H */

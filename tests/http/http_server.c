@@ -1,0 +1,119 @@
+/* http_server: a Greeter for the HTTP/JSON front end's tests, with
+ * http_json on and the options the tests turn.
+ *   http_server --listen ADDR [--allow WHO] [--socket-mode OCTAL]
+ *               [--max-connections N] [--idle-timeout-ms N]
+ *               [--handshake-timeout-ms N] [--max-recv-bytes N]
+ * SayHello answers by the name it is given:
+ *   "uid"       "uid U": the caller's uid (prpc_ctx_peer_cred)
+ *   "count"     "calls N": the calls this server has run before this one
+ *   "sleep"     waits until the call is cancelled (10 s at most)
+ *   "deadline"  "deadline N": milliseconds left (-1: none)
+ *   "meta"      "x-echo=V": request metadata x-echo, also sent back as
+ *               header x-echo and trailer x-echo-trailer
+ *   "fail"      ALREADY_EXISTS with message "exists"
+ *   otherwise   "Hello NAME"
+ * Prints "ready" once it serves; stops on SIGINT or SIGTERM. */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "helloworld.prpc.h"
+
+static atomic_int calls;
+
+static grpc_status_code say_hello(prpc_ctx *ctx,
+                                  const Helloworld__HelloRequest *req,
+                                  Helloworld__HelloReply *reply,
+                                  void *user_data) {
+  const char *name = req->name ? req->name : "";
+  char buf[512];
+  int before = atomic_fetch_add(&calls, 1);
+  (void)user_data;
+  if (strcmp(name, "uid") == 0) {
+    int64_t uid = -1;
+    prpc_ctx_peer_cred(ctx, NULL, &uid, NULL);
+    snprintf(buf, sizeof(buf), "uid %lld", (long long)uid);
+  } else if (strcmp(name, "count") == 0) {
+    snprintf(buf, sizeof(buf), "calls %d", before);
+  } else if (strcmp(name, "sleep") == 0) {
+    for (int i = 0; i < 1000 && !prpc_ctx_is_cancelled(ctx); i++)
+      nanosleep(&(struct timespec){0, 10000000}, NULL);
+    /* The client's own timer may fire after this status reaches it. */
+    if (prpc_ctx_time_left_ms(ctx) == 0)
+      return GRPC_STATUS_DEADLINE_EXCEEDED;
+    snprintf(buf, sizeof(buf), "slept");
+  } else if (strcmp(name, "deadline") == 0) {
+    snprintf(buf, sizeof(buf), "deadline %s",
+             prpc_ctx_time_left_ms(ctx) < 0 ? "none" : "set");
+  } else if (strcmp(name, "meta") == 0) {
+    const prpc_md *e = prpc_metadata_get(prpc_ctx_metadata(ctx), "x-echo");
+    const char *v = e ? e->value : "";
+    prpc_ctx_add_header(ctx, "x-echo", v, strlen(v));
+    prpc_ctx_add_trailer(ctx, "x-echo-trailer", v, strlen(v));
+    snprintf(buf, sizeof(buf), "x-echo=%s", v);
+  } else if (strcmp(name, "fail") == 0) {
+    prpc_ctx_set_message(ctx, "exists");
+    return GRPC_STATUS_ALREADY_EXISTS;
+  } else {
+    snprintf(buf, sizeof(buf), "Hello %s", name);
+  }
+  reply->message = prpc_ctx_strdup(ctx, buf);
+  return reply->message ? GRPC_STATUS_OK : GRPC_STATUS_RESOURCE_EXHAUSTED;
+}
+
+int main(int argc, char **argv) {
+  static const Helloworld__GreeterServer impl = {.say_hello = say_hello};
+  prpc_server_opts opts = PRPC_SERVER_OPTS_INIT;
+  prpc_server *server;
+  sigset_t sigs;
+  int rc;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigprocmask(SIG_BLOCK, &sigs, NULL); /* until prpc_server_run() */
+  opts.http_json = 1;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const char *a = argv[i], *v = argv[i + 1];
+    if (strcmp(a, "--socket-mode") == 0)
+      opts.socket_mode = (unsigned)strtoul(v, NULL, 8);
+    else if (strcmp(a, "--max-connections") == 0)
+      opts.max_connections = atoi(v);
+    else if (strcmp(a, "--idle-timeout-ms") == 0)
+      opts.idle_timeout_ms = atoi(v);
+    else if (strcmp(a, "--handshake-timeout-ms") == 0)
+      opts.handshake_timeout_ms = atoi(v);
+    else if (strcmp(a, "--max-recv-bytes") == 0)
+      opts.max_recv_bytes = atoi(v);
+  }
+  if (prpc_server_create(&opts, &server) != 0) {
+    fprintf(stderr, "http_server: %s\n", prpc_last_error());
+    return 1;
+  }
+  for (int i = 1; i + 1 < argc; i += 2) {
+    rc = 0;
+    if (strcmp(argv[i], "--listen") == 0)
+      rc = prpc_server_add_listener(server, argv[i + 1], NULL);
+    else if (strcmp(argv[i], "--allow") == 0)
+      rc = prpc_server_add_rule(server, 1, argv[i + 1]);
+    if (rc != 0) {
+      fprintf(stderr, "http_server: %s\n", prpc_last_error());
+      prpc_server_destroy(server);
+      return 1;
+    }
+  }
+  if (helloworld__greeter_server__register(server, &impl, NULL) != 0 ||
+      prpc_server_enable_health(server) != 0 ||
+      prpc_server_start(server) != 0) {
+    fprintf(stderr, "http_server: %s\n", prpc_last_error());
+    prpc_server_destroy(server);
+    return 1;
+  }
+  printf("ready\n");
+  fflush(stdout);
+  rc = prpc_server_run(server);
+  prpc_server_destroy(server);
+  return rc == 0 ? 0 : 1;
+}
