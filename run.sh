@@ -36,7 +36,8 @@ if [ "$mode" = test ]; then
   # Cross-language peers (Python grpcio and its stub generator), valgrind,
   # openssl for the TLS test certificates, setpriv to run a client as
   # another user, doxygen for the API reference, clang and its runtimes for
-  # the fuzzers (libFuzzer).
+  # the fuzzers (libFuzzer), dpkg-dev (dpkg-shlibdeps) for the Debian
+  # packages' Depends (install.deb_packages).
   packages+=(python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
     valgrind openssl util-linux doxygen clang libclang-rt-14-dev dpkg-dev
     groff-base) # groff: the man pages' check (docs.man_pages)

@@ -415,7 +415,7 @@ typedef struct prpc_server_opts {
                           closed */
 } prpc_server_opts;
 #define PRPC_SERVER_OPTS_INIT \
-  {0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, NULL}
+  {0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0}
 
 /* A server: listeners, registered services and worker threads. Opaque.
  * Lifecycle, in this order:
