@@ -1,6 +1,6 @@
 /* This file is private to piperpc: the one internal interface the built-in
- * services (health.c, reflection.c) use beside the public API. They are
- * registered like any service and hook into the server's life. */
+ * services (health.c, reflection.c) and the HTTP front end (http.c) use
+ * beside the public API, to hook into the server's life (hooks.c). */
 #ifndef PRPC_SERVER_HOOKS_H
 #define PRPC_SERVER_HOOKS_H
 

@@ -6,8 +6,8 @@
  * application's loop), the acceptor that takes its unix and TCP
  * connections (transport/accept.c), and the services registered on it.
  * dispatch.c brings new calls to their handlers, call.c carries each call
- * to its end; the built-in services (health, reflection) are registered
- * like any other and hook into start and shutdown (prpc__server_add_hook).
+ * to its end; the built-in services (health, reflection) and the HTTP
+ * front end (http.c) hook into start and shutdown through hooks.c.
  */
 #include "internal.h"
 #include "http.h"
@@ -410,35 +410,6 @@ int prpc_server_register_flags(prpc_server *srv,
     me->async = (flags & PRPC_ASYNC_HANDLERS) != 0;
   }
   return 0;
-}
-
-int prpc__server_add_hook(prpc_server *srv, const prpc__hook *hook,
-                          void *data) {
-  if (srv->state != SRV_CREATED)
-    return prpc__fail(PRPC_ESTATE, "%s must be enabled before start",
-                      hook->name);
-  if (srv->n_hooks == sizeof(srv->hooks) / sizeof(srv->hooks[0]))
-    return prpc__fail(-ENOMEM, "too many built-in services");
-  srv->hooks[srv->n_hooks].hook = hook;
-  srv->hooks[srv->n_hooks].data = data;
-  srv->n_hooks++;
-  return 0;
-}
-
-int prpc__server_started(const prpc_server *srv) {
-  return srv->state != SRV_CREATED || srv->main.started;
-}
-
-void prpc__server_drop_hook(prpc_server *srv, const prpc__hook *hook) {
-  if (srv->n_hooks > 0 && srv->hooks[srv->n_hooks - 1].hook == hook)
-    srv->n_hooks--;
-}
-
-void *prpc__server_hook_data(const prpc_server *srv, const prpc__hook *hook) {
-  for (size_t i = 0; srv && i < srv->n_hooks; i++)
-    if (srv->hooks[i].hook == hook)
-      return srv->hooks[i].data;
-  return NULL;
 }
 
 /* ---- start ---- */
