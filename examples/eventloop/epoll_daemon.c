@@ -16,115 +16,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "helloworld.prpc.h"
-
-/* The backend call's deadline when the client set none: a backend that
- * hangs must not hold resources for ever. */
-#define BACKEND_TIMEOUT_MS 10000
-
-static prpc_channel *backend;
-static pid_t main_tid;
-static int wrong_thread;
-
-static void check_thread(const char *where) {
-  if (gettid() != main_tid) {
-    fprintf(stderr, "epoll_daemon: %s ran on thread %d, not on main (%d)\n",
-            where, (int)gettid(), (int)main_tid);
-    wrong_thread = 1;
-  }
-}
-
-/* a + b in the call's memory, which lives until the call ends. */
-static char *concat(prpc_ctx *ctx, const char *a, const char *b) {
-  size_t n = strlen(a) + strlen(b) + 1;
-  char *s = prpc_ctx_alloc(ctx, n);
-  if (s)
-    snprintf(s, n, "%s%s", a, b);
-  return s;
-}
-
-/* A front call waiting for the backend. Not in call memory: the backend
- * may answer after the front call is over (its client went away). */
-typedef struct relay {
-  prpc_ctx *ctx;                 /* NULL once the front call is over */
-  Helloworld__HelloReply *reply; /* the front call's, valid while ctx is */
-  prpc_call *backend_call;       /* NULL once the backend has answered */
-} relay;
-
-static void front_cancelled(prpc_ctx *ctx, void *user_data) {
-  relay *r = user_data;
-  /* The client went away, its deadline passed, or the shutdown's grace
-   * period is over: end the call now, and the backend's with it (its
-   * callback still comes, with CANCELLED). */
-  check_thread("on_cancel");
-  if (r->backend_call)
-    prpc_call_cancel(r->backend_call);
-  prpc_ctx_finish(ctx, GRPC_STATUS_CANCELLED);
-}
-
-static void front_done(prpc_ctx *ctx, int cancelled, void *user_data) {
-  relay *r = user_data;
-  (void)ctx;
-  (void)cancelled;
-  check_thread("on_done");
-  if (!r->backend_call)
-    free(r);
-  else
-    r->ctx = NULL; /* backend_done() frees it */
-}
-
-static const prpc_ctx_callbacks front_callbacks = {
-    .on_cancel = front_cancelled, .on_done = front_done};
-
-static void backend_done(Helloworld__HelloReply *breply,
-                         const prpc_status *st, void *user_data) {
-  relay *r = user_data;
-  grpc_status_code code = st->code;
-  check_thread("the backend's callback");
-  r->backend_call = NULL;
-  if (!r->ctx) { /* nobody waits for this answer any more */
-    free(r);
-    return;
-  }
-  if (code == GRPC_STATUS_OK) {
-    /* breply is borrowed until we return: copy what the reply keeps. */
-    r->reply->message = concat(r->ctx, "relayed: ", breply->message);
-    if (!r->reply->message)
-      code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-  } else {
-    /* Pass the backend's failure on, saying where it came from. */
-    char *m = concat(r->ctx, "backend: ", st->message ? st->message : "");
-    prpc_ctx_set_message(r->ctx, m ? m : "backend failed");
-  }
-  prpc_ctx_finish(r->ctx, code); /* then front_done() frees r */
-}
-
-static grpc_status_code say_hello(prpc_ctx *ctx,
-                                  const Helloworld__HelloRequest *request,
-                                  Helloworld__HelloReply *reply,
-                                  void *user_data) {
-  prpc_call_opts opts = PRPC_CALL_OPTS_INIT;
-  int64_t left = prpc_ctx_time_left_ms(ctx);
-  relay *r;
-  (void)user_data;
-  check_thread("the handler");
-  if (left == 0)
-    return GRPC_STATUS_DEADLINE_EXCEEDED;
-  if (!(r = calloc(1, sizeof(*r))))
-    return GRPC_STATUS_RESOURCE_EXHAUSTED;
-  r->ctx = ctx;
-  r->reply = reply;
-  /* The backend gets what is left of the client's deadline. */
-  opts.timeout_ms = left > 0 ? left : BACKEND_TIMEOUT_MS;
-  if (helloworld__greeter_client__say_hello_async(
-          backend, request, &opts, backend_done, r, &r->backend_call) != 0) {
-    free(r);
-    prpc_ctx_set_message(ctx, prpc_last_error());
-    return GRPC_STATUS_INTERNAL;
-  }
-  prpc_ctx_set_callbacks(ctx, &front_callbacks, r);
-  return prpc_ctx_defer(ctx); /* backend_done() finishes it */
-}
+#include "relay.h"
 
 static prpc_server *server;
 
@@ -197,6 +89,7 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &sigs, NULL);
   sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   main_tid = gettid();
+  relay_name = "epoll_daemon";
 
   /* One loop for the server and the channel: their handlers and callbacks
    * all run in prpc_loop_process(), on this thread. */
