@@ -87,14 +87,15 @@ if [ "$mode" = test ]; then
     ctest -j "$jobs" --output-on-failure -E "^(valgrind|install|bench)\."
   )
 
-  # ThreadSanitizer: the end-to-end, example, C-C interop, fault and short
+  # ThreadSanitizer: the end-to-end, example, C-C interop, fault, HTTP and short
   # soak tests, where our threads meet. gRPC core is not instrumented:
   # tests/tsan.supp explains what is suppressed and why.
   echo "== building with -fsanitize=thread in $build-tsan"
   # Every tests/e2e_*.c program, and the programs the tests below start.
   tsan_targets=($(cd tests && ls e2e_*.c | sed 's/\.c$//')
     greeter_server greeter_client chat_server chat_client interop_server
-    interop_client workers_master workers_worker e2e_fault fault_server soak)
+    interop_client workers_master workers_worker e2e_fault fault_server soak
+    epoll_daemon uv_daemon kvd kvctl prpc http_server bench_server)
   cmake -S . -B "$build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPRPC_WERROR=ON -DPRPC_SANITIZE=thread > /dev/null
   cmake --build "$build-tsan" -j "$jobs" --target "${tsan_targets[@]}" \
@@ -105,7 +106,7 @@ if [ "$mode" = test ]; then
     export TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=0 \
 second_deadlock_stack=1 suppressions=$src/tests/tsan.supp"
     ctest -j "$jobs" --output-on-failure \
-      -R "^(e2e_[a-z]+\.|examples\.|interop\.c_client_c_server_|tls\.|fault\.|soak\.short$)"
+      -R "^(e2e_[a-z]+\.|examples\.|interop\.c_client_c_server_|tls\.|fault\.|http\.|soak\.short$)"
   )
 
   # The fuzzers, each for PRPC_FUZZ_SECONDS (default 20) from its seeds.

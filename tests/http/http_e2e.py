@@ -77,9 +77,9 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.proc.returncode == 99:
             raise Fail("valgrind: %s" % err)
-        # A sanitizer build (ASan, UBSan) reports on stderr.
+        # A sanitizer build (ASan, UBSan, TSan) reports on stderr.
         for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                     "runtime error:"):
+                     "runtime error:", "WARNING: ThreadSanitizer"):
             if mark in err:
                 raise Fail("sanitizer: %s" % err)
         return err
