@@ -15,6 +15,9 @@
 
 #include "live_server.h"
 
+/* How the server words a request that does not decode (server/call.c). */
+#define NOT_DECODED "the request message does not decode: "
+
 static prpc_channel *channel;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -54,9 +57,8 @@ static void unary(const uint8_t *p, size_t n) {
   expect(code, &st, valid);
   FUZZ_ASSERT(atomic_load(&live_handled) - before == valid);
   if (!valid)
-    FUZZ_ASSERT(st.message &&
-                strncmp(st.message, "the request message does not decode: ",
-                        38) == 0);
+    FUZZ_ASSERT(st.message && strncmp(st.message, NOT_DECODED,
+                                      sizeof(NOT_DECODED) - 1) == 0);
   raw_codec.free(NULL, reply, NULL);
   prpc_status_clear(&st);
 }
