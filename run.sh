@@ -73,10 +73,10 @@ if [ "$mode" = test ]; then
   # The same unit, end-to-end, interop and example tests again, built with
   # AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer (gRPC
   # core itself is not instrumented). Valgrind, install and benchmark runs
-  # are left to the plain build.
+  # are left to the plain build, and so is the benchmark's C++ peer.
   echo "== building with -fsanitize=address,undefined in $build-asan"
   cmake -S . -B "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DPRPC_WERROR=ON \
-    -DPRPC_SANITIZE=address,undefined > /dev/null
+    -DPRPC_SANITIZE=address,undefined -DPRPC_BENCH_CPP=OFF > /dev/null
   cmake --build "$build-asan" -j "$jobs" > "$build-asan.log" 2>&1 ||
     { cat "$build-asan.log"; exit 1; }
   echo "== running the tests under the sanitizers"
@@ -109,7 +109,8 @@ second_deadlock_stack=1 suppressions=$src/tests/tsan.supp"
       -R "^(e2e_[a-z]+\.|examples\.|interop\.c_client_c_server_|tls\.|fault\.|http\.|soak\.short$)"
   )
 
-  # The fuzzers, each for PRPC_FUZZ_SECONDS (default 20) from its seeds.
+  # The fuzzers, each for PRPC_FUZZ_SECONDS (default 20) from its seeds,
+  # $jobs at a time.
   echo "== building the fuzzers (clang, libFuzzer) in $build-fuzz"
   CC=clang cmake -S . -B "$build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPRPC_WERROR=ON -DPRPC_FUZZ=ON \
@@ -117,7 +118,7 @@ second_deadlock_stack=1 suppressions=$src/tests/tsan.supp"
   cmake --build "$build-fuzz" -j "$jobs" --target prpc_fuzzers \
     > "$build-fuzz.log" 2>&1 || { cat "$build-fuzz.log"; exit 1; }
   echo "== running the fuzzers"
-  (cd "$build-fuzz" && ctest -L fuzz --output-on-failure)
+  (cd "$build-fuzz" && ctest -j "$jobs" -L fuzz --output-on-failure)
   cat "$build-fuzz"/fuzz/work/*/summary.txt
   exit 0
 fi

@@ -3,12 +3,14 @@
 # prpc, no benchmark, no examples or demos, the tests on, and pkg-config
 # blind to jansson and libmicrohttpd (the library alone needs only gRPC
 # core and protobuf-c: it builds without the HTTP/JSON front end). Configures a fresh
-# build directory in /tmp, builds it, checks that none of the parts that are
-# off was built, and runs its tests: those that need a part that is off are
-# not registered, the rest must pass. Then checks what it installs.
+# build directory in /tmp, checks that none of the parts that are off is a
+# target, builds the library, the plugin and the selected tests' programs,
+# and runs those tests: those that need a part that is off are not
+# registered, the rest must pass. Then checks what it installs.
 #   minimal.sh SOURCE_DIR C_COMPILER BUILD_TYPE [CTEST_ARGS...]
 # CTEST_ARGS narrow the tests run (tests/CMakeLists.txt passes a selection
-# to keep CI's time down); JOBS (default 1) is the build's and ctest's -j.
+# to keep CI's time down; only the programs they run are built); JOBS
+# (default 1) is the build's and ctest's -j.
 set -euo pipefail
 src=$(cd "$1" && pwd)
 cc=$2
@@ -34,18 +36,35 @@ cmake -S "$src" -B "$b" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE="$type" \
 grep -q "building without the HTTP/JSON front end" "$tmp/configure.log" ||
   { echo "FAIL: the configure did not go without jansson/libmicrohttpd"; exit 1; }
 t1=$(date +%s)
-cmake --build "$b" -j "$jobs" > "$tmp/build.log" 2>&1 ||
-  { tail -50 "$tmp/build.log"; exit 1; }
+# None of the parts that are off is a target.
+targets=$(cmake --build "$b" --target help | sed -n 's/^\.\.\. \([^ ]*\).*/\1/p')
+for t in prpc bench_server bench_client greeter_server greeter_client \
+         interop_server chat_server epoll_daemon workers_master kvd; do
+  ! grep -qx "$t" <<<"$targets" ||
+    { echo "FAIL: $t is a target with its option off"; exit 1; }
+done
+# Build the library, the plugin and the programs the selected tests run
+# (not every test program: the full build's ctest runs them all).
+progs=$(cd "$b" && ctest --show-only=json-v1 "$@" | python3 -c '
+import json, os, sys
+b = sys.argv[1] + "/"
+out = set()
+for t in json.load(sys.stdin)["tests"]:
+    # prpc_add_test names a test PROGRAM.CASE; ctest leaves out the command
+    # of a program not built yet, not the programs among its arguments.
+    out.add(t["name"].split(".")[0])
+    for a in t.get("command", []):
+        if a.startswith(b):
+            out.add(os.path.basename(a))
+print("\n".join(sorted(out)))' "$b" | grep -xF "$targets" || true)
+grep -qw e2e_greeter <<<"$progs" ||
+  { echo "FAIL: no end-to-end test selected: $progs"; exit 1; }
+cmake --build "$b" -j "$jobs" --target piperpc piperpc_static protoc-gen-prpc \
+  $progs > "$tmp/build.log" 2>&1 || { tail -50 "$tmp/build.log"; exit 1; }
 t2=$(date +%s)
 # The library links neither.
 ! ldd "$b/libpiperpc.so" | grep -E "jansson|microhttpd" ||
   { echo "FAIL: libpiperpc links jansson or libmicrohttpd"; exit 1; }
-# Nothing of the parts that are off was built.
-for t in prpc bench_server bench_client greeter_server greeter_client \
-         interop_server chat_server epoll_daemon workers_master kvd; do
-  [ -z "$(find "$b" -type f -name "$t")" ] ||
-    { echo "FAIL: $t was built with its option off"; exit 1; }
-done
 (cd "$b" && ctest -j "$jobs" --output-on-failure "$@")
 t3=$(date +%s)
 echo "configure $((t1 - t0)) s, build $((t2 - t1)) s, tests $((t3 - t2)) s"
