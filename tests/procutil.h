@@ -33,7 +33,19 @@ static inline void need_root(void) {
 static int saved_stderr = -1;
 static char log_path[PATH_MAX];
 
+static inline const char *captured(void);
+
+/* A failed assertion exits while stderr is captured: its message, and the
+ * server's log up to it, go to the real stderr then. */
+static inline void captured_at_exit(void) {
+  if (saved_stderr >= 0)
+    fprintf(stderr, "---- stderr while captured ----\n%s", captured());
+}
+
 static inline void capture_stderr(const char *dir) {
+  static int hooked;
+  if (!hooked++)
+    atexit(captured_at_exit);
   snprintf(log_path, sizeof(log_path), "%s/stderr.log", dir);
   fflush(stderr);
   saved_stderr = dup(2);
@@ -48,6 +60,7 @@ static inline const char *captured(void) {
   fflush(stderr);
   dup2(saved_stderr, 2);
   close(saved_stderr);
+  saved_stderr = -1;
   FILE *f = fopen(log_path, "r");
   size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
   if (f)
