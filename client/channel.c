@@ -44,9 +44,6 @@ struct prpc_channel {
 
 #define DESTROYED_MESSAGE "the channel was destroyed"
 
-static int channel_init(prpc_channel *ch, const prpc_channel_opts *opts,
-                        prpc_channel **out);
-
 int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
                         prpc_channel **out) {
   prpc__target t;
@@ -97,24 +94,6 @@ int prpc_channel_create(const char *target, const prpc_channel_opts *opts,
     free(ch);
     return err; /* the detail is set */
   }
-  return channel_init(ch, opts, out);
-}
-
-int prpc__channel_from_core(grpc_channel *core, const char *target,
-                            prpc_channel **out) {
-  prpc_channel *ch = calloc(1, sizeof(*ch));
-  if (!ch || !(ch->target = strdup(target))) {
-    free(ch);
-    grpc_channel_destroy(core);
-    return prpc__fail(-ENOMEM, "out of memory");
-  }
-  prpc__core_ref();
-  ch->core = core;
-  return channel_init(ch, NULL, out);
-}
-
-static int channel_init(prpc_channel *ch, const prpc_channel_opts *opts,
-                        prpc_channel **out) {
   pthread_mutex_init(&ch->mu, NULL);
   atomic_init(&ch->handles, NULL);
   atomic_init(&ch->refs, 1);

@@ -24,11 +24,6 @@ void prpc__channel_live_add(prpc_channel *ch, prpc__live_call *lc,
 void prpc__channel_live_remove(prpc_channel *ch, prpc__live_call *lc,
                                grpc_completion_queue *cq);
 
-/* A channel over a gRPC core channel made elsewhere (the HTTP front end's
- * in-process one); takes core, also on failure. target names it in
- * messages. Returns 0 or -ENOMEM. */
-int prpc__channel_from_core(grpc_channel *core, const char *target,
-                            prpc_channel **out);
 /* A pluck queue for a blocking call, from the channel's pool; back with
  * prpc__channel_cq_put(). NULL when gRPC core has none. */
 grpc_completion_queue *prpc__channel_cq_get(prpc_channel *ch);

@@ -249,20 +249,6 @@ prpc__conn *prpc__acceptor_bind(prpc__acceptor *a, int fd);
  * credentials, and it counts against no budget (parent does). Takes fd.
  * Returns 0 or -ENOMEM (fd closed). Any thread. */
 int prpc__acceptor_inner(prpc__acceptor *a, const prpc__conn *parent, int fd);
-/* In-process calls (the HTTP/1.1 front end's, on gRPC core's in-process
- * transport) have no descriptor: they name the record they act for by a
- * token in their metadata under PRPC__INNER_TOKEN_KEY. inner_token
- * registers parent (a reference) and writes its token to out; returns 0,
- * -ENOMEM or -EIO. bind_token returns the record a token names, with a
- * reference, or NULL; the caller must have checked that the call is an
- * in-process one. token_drop unregisters it. Any thread. */
-#define PRPC__INNER_TOKEN_KEY "prpc-inner-conn"
-#define PRPC__INNER_TOKEN_SIZE 56
-int prpc__acceptor_inner_token(prpc__acceptor *a, prpc__conn *parent,
-                               char out[PRPC__INNER_TOKEN_SIZE]);
-prpc__conn *prpc__acceptor_bind_token(prpc__acceptor *a, const char *token,
-                                      size_t len);
-void prpc__acceptor_inner_token_drop(prpc__acceptor *a, const char *token);
 void prpc__acceptor_stats(prpc__acceptor *a, int *open,
                           uint64_t *refused);
 void prpc__acceptor_destroy(prpc__acceptor *a);
@@ -321,12 +307,6 @@ grpc_server *prpc__core_server_create(const grpc_channel_args *args);
 int prpc__core_server_add_tcp(grpc_server *srv, const char *addr);
 /* Hands a connected socket to the server; the server owns fd afterwards. */
 void prpc__core_server_add_fd(grpc_server *srv, int fd);
-
-/* A channel on gRPC core's in-process transport into srv (a started
- * server), or NULL when this libgrpc does not have it or
- * PRPC_NO_GRPC_INTERNALS=1 (transport/core.c). */
-grpc_channel *prpc__core_inproc_channel(grpc_server *srv,
-                                        const grpc_channel_args *args);
 
 /* Shuts a completion queue down, drains it, destroys it. */
 void prpc__cq_destroy(grpc_completion_queue *cq, int pluck);

@@ -1227,48 +1227,17 @@ static void run_handler(prpc_ctx *ctx) {
 
 void prpc__ctx_run_blocking(prpc_ctx *ctx) { run_handler(ctx); }
 
-/* An in-process call (gRPC core's in-process transport, which gives its
- * server side no peer): the record its token names (runtime/internal.h),
- * with a reference, or NULL. The token is taken out of the metadata the
- * handler sees. */
-static prpc__conn *bind_inner(prpc_ctx *ctx) {
-  grpc_metadata_array *md = &ctx->core_md;
-  prpc__conn *c = NULL;
-  size_t at = SIZE_MAX, n = 0;
-  for (size_t i = 0; i < md->count; i++)
-    if (grpc_slice_str_cmp(md->metadata[i].key, PRPC__INNER_TOKEN_KEY) == 0) {
-      at = i;
-      n++;
-    }
-  if (n != 1)
-    return NULL; /* none, or more than one: no identity */
-  grpc_slice v = md->metadata[at].value;
-  c = prpc__acceptor_bind_token(ctx->srv->acceptor,
-                                (const char *)GRPC_SLICE_START_PTR(v),
-                                GRPC_SLICE_LENGTH(v));
-  memmove(&md->metadata[at], &md->metadata[at + 1],
-          (md->count - at - 1) * sizeof(md->metadata[0]));
-  md->count--;
-  return c;
-}
-
 /* Binds the call to its connection's record: who is calling, fixed now,
  * while the connection is known to be open. Returns 0, or -1 when it came
  * on a connection piperpc handed to gRPC core that is no longer the one it
- * accepted, or in-process without a valid token, on a server with access
- * control (who calls cannot be known). */
+ * accepted, on a server with access control (who calls cannot be known). */
 static int bind_peer(prpc_ctx *ctx) {
   prpc_server *srv = ctx->srv;
   char *peer;
   long fd = -1;
-  int inproc;
   if (!srv->acceptor)
     return 0;
   peer = grpc_call_get_peer(ctx->call);
-  /* gRPC core names every socket's peer ("fd:N", "unix:...", "ipv4:...");
-   * its in-process transport gives none, and the call's peer is then
-   * "unknown" (gRPC 1.51: the server channel has no target either). */
-  inproc = peer && (strcmp(peer, "unknown") == 0 || peer[0] == '\0');
   if (peer && strncmp(peer, "fd:", 3) == 0) {
     char *end;
     fd = strtol(peer + 3, &end, 10);
@@ -1276,8 +1245,6 @@ static int bind_peer(prpc_ctx *ctx) {
       fd = -1;
   }
   gpr_free(peer);
-  if (inproc)
-    return (ctx->conn = bind_inner(ctx)) || !srv->guarded ? 0 : -1;
   if (fd >= 0 && !(ctx->conn = prpc__acceptor_bind(srv->acceptor, (int)fd)))
     return srv->guarded ? -1 : 0;
   return 0;

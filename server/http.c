@@ -10,15 +10,12 @@
  * may block, and so may the calls made here for them).
  *
  * A request is carried to the handler as a gRPC call on a connection of
- * the server's own, so that the call runs through the same dispatch,
- * deadlines, metadata, limits and shutdown as any other, and
- * prpc_ctx_peer_cred() tells the HTTP peer's identity. That connection,
- * made at the HTTP connection's first call, is gRPC core's in-process
- * transport where libgrpc has it (transport/core.c), its calls bound to
- * the HTTP connection's record by a token in their metadata
- * (prpc__acceptor_inner_token); else a socketpair whose server end is
- * given to gRPC core on behalf of the HTTP connection
- * (prpc__acceptor_inner), slower by a socket and HTTP/2 each way. The bodies are transcoded between JSON and the protobuf wire
+ * the server's own: a socketpair whose server end is given to gRPC core on
+ * behalf of the HTTP connection (prpc__acceptor_inner), so that the call
+ * runs through the same dispatch, deadlines, metadata, limits and
+ * shutdown as any other, and prpc_ctx_peer_cred() tells the HTTP peer's
+ * identity; the client end is a channel of this connection, made at its
+ * first call. The bodies are transcoded between JSON and the protobuf wire
  * format by json/transcode.c (the transcoder prpc uses too) from the
  * descriptors that generated code embeds. A denied peer is answered 403 here
  * and reaches no handler. */
@@ -26,7 +23,6 @@
 
 #include "hooks.h"
 #include "internal.h"
-#include "../client/internal.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -189,7 +185,6 @@ typedef struct hconn {
   http *h;
   prpc__conn *rec; /* the acceptor's record (a reference) */
   prpc_channel *ch; /* the inner connection; made at the first call */
-  char token[PRPC__INNER_TOKEN_SIZE]; /* an in-process one's; "" if not */
   int fd;
   atomic_int phase;     /* P_*: what the watchdog bounds */
   atomic_llong since;   /* when the phase began (ms, monotonic) */
@@ -367,8 +362,7 @@ static int hop_header(const char *k) {
   static const char *const skip[] = {
       "host", "connection", "keep-alive", "content-length", "content-type",
       "transfer-encoding", "te", "trailer", "upgrade", "expect", "accept",
-      "accept-encoding", "user-agent", "x-deadline-ms",
-      PRPC__INNER_TOKEN_KEY /* the server's own; never a client's */};
+      "accept-encoding", "user-agent", "x-deadline-ms"};
   for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
     if (strcmp(k, skip[i]) == 0)
       return 1;
@@ -441,46 +435,11 @@ static enum MHD_Result take_header(void *cls, enum MHD_ValueKind kind,
 
 /* ---- the inner connection ---- */
 
-/* Over gRPC core's in-process transport, where this libgrpc has it
- * (transport/core.c): no socket, no HTTP/2 framing, no poller between the
- * request and its handler. Its calls carry hc's token, by which the server
- * binds them to hc's record. NULL when there is none. */
-static prpc_channel *inproc_channel_of(hconn *hc) {
-  prpc_server *srv = hc->h->srv;
-  prpc_channel *ch = NULL;
-  grpc_arg args[2];
-  grpc_channel_args cargs = {0, args};
-  cargs.num_args = prpc__core_size_args(
-      args, 0, srv->opts.max_send_bytes > 0 ? srv->opts.max_send_bytes : -1,
-      NULL, -1, NULL);
-  if (cargs.num_args == 0) { /* no limit on replies */
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = -1;
-    cargs.num_args = 1;
-  }
-  grpc_channel *core = prpc__core_inproc_channel(srv->main.core, &cargs);
-  if (!core)
-    return NULL;
-  if (prpc__acceptor_inner_token(srv->acceptor, hc->rec, hc->token) != 0) {
-    grpc_channel_destroy(core);
-    hc->token[0] = '\0';
-    return NULL;
-  }
-  if (prpc__channel_from_core(core, "inproc", &ch) != 0) { /* takes core */
-    prpc__acceptor_inner_token_drop(srv->acceptor, hc->token);
-    hc->token[0] = '\0';
-    return NULL;
-  }
-  return ch;
-}
-
-/* Over a socketpair whose server end the acceptor hands to gRPC core on
- * behalf of hc's record. */
-static prpc_channel *socketpair_channel_of(hconn *hc) {
-  prpc_channel *ch = NULL;
+static prpc_channel *channel_of(hconn *hc) {
   int sv[2];
   char target[32];
+  if (hc->ch)
+    return hc->ch;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
     return NULL;
   if (prpc__acceptor_inner(hc->h->srv->acceptor, hc->rec, sv[0]) != 0) {
@@ -494,19 +453,8 @@ static prpc_channel *socketpair_channel_of(hconn *hc) {
   o.max_recv_bytes = hc->h->srv->opts.max_send_bytes > 0
                          ? hc->h->srv->opts.max_send_bytes
                          : INT_MAX;
-  if (prpc_channel_create(target, &o, &ch) != 0) /* takes sv[1] */
-    ch = NULL;
-  return ch;
-}
-
-/* The inner connection, made at the first call; adds what r's call must
- * carry to its metadata (an in-process one's token). */
-static prpc_channel *channel_of(hconn *hc, hreq *r) {
-  if (!hc->ch && !(hc->ch = inproc_channel_of(hc)))
-    hc->ch = socketpair_channel_of(hc);
-  if (hc->ch && hc->token[0] &&
-      prpc_metadata_add_str(&r->md, PRPC__INNER_TOKEN_KEY, hc->token) != 0)
-    return NULL;
+  if (prpc_channel_create(target, &o, &hc->ch) != 0) /* takes sv[1] */
+    hc->ch = NULL;
   return hc->ch;
 }
 
@@ -962,7 +910,7 @@ static enum MHD_Result begin(http *h, struct MHD_Connection *mc, hreq *r,
   /* A client stream may take its time; a single request's body may not. */
   set_phase(hc, rt->desc.kind == PRPC_CLIENT_STREAMING ? P_RUNNING : P_BODY);
   if (rt->desc.kind == PRPC_CLIENT_STREAMING) {
-    prpc_channel *ch = channel_of(hc, r);
+    prpc_channel *ch = channel_of(hc);
     if (!ch || prpc_call_start(ch, &rt->desc, NULL, &r->opts, &r->call) != 0) {
       r->state = R_DONE;
       return respond_error(mc, GRPC_STATUS_UNAVAILABLE,
@@ -1039,7 +987,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
   }
   if (r->rt->desc.kind == PRPC_CLIENT_STREAMING)
     return finish_client_streaming(mc, r);
-  prpc_channel *ch = channel_of(r->hc, r);
+  prpc_channel *ch = channel_of(r->hc);
   if (!ch)
     return respond_error(mc, GRPC_STATUS_UNAVAILABLE,
                          "cannot reach the server's handlers", 1);
@@ -1119,7 +1067,6 @@ static void on_connection(void *cls, struct MHD_Connection *mc,
       hc->next->prev = hc->prev;
     pthread_mutex_unlock(&h->mu);
     prpc_channel_destroy(hc->ch);
-    prpc__acceptor_inner_token_drop(h->srv->acceptor, hc->token);
     prpc__conn_unref(hc->rec);
     free(hc);
     *socket_context = NULL;

@@ -52,8 +52,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <inttypes.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -133,14 +131,6 @@ struct prpc__acceptor {
   struct timespec fail_log;
   unsigned long long fail_refused;
   prpc__rate logs[RL_N];
-
-  /* Records that in-process calls name by token (mu): slot i holds a
-   * reference to one and the secret its token carries. */
-  struct inner_slot {
-    prpc__conn *c; /* NULL: free */
-    uint64_t secret[2];
-  } *inner;
-  size_t n_inner;
 };
 
 static int64_t now_ms(void) {
@@ -590,96 +580,6 @@ int prpc__acceptor_inner(prpc__acceptor *a, const prpc__conn *parent,
   return 0;
 }
 
-/* ---- in-process calls on behalf of a connection ----
- *
- * The HTTP/1.1 front end calls the server over gRPC core's in-process
- * transport where it has one: such a call has no descriptor, so it names
- * its connection's record by a token in its metadata,
- * "<slot>.<32 hex digits of secret>". Only code in this process can make
- * an in-process call, and the server honours the token on those calls only
- * (prpc__acceptor_bind_token's caller checks the call's peer); the secret
- * keeps a stale or made-up token from naming another connection. */
-
-int prpc__acceptor_inner_token(prpc__acceptor *a, prpc__conn *parent,
-                               char out[PRPC__INNER_TOKEN_SIZE]) {
-  uint64_t secret[2];
-  size_t i;
-  if (getrandom(secret, sizeof(secret), 0) != (ssize_t)sizeof(secret))
-    return -EIO;
-  pthread_mutex_lock(&a->mu);
-  for (i = 0; i < a->n_inner && a->inner[i].c; i++)
-    ;
-  if (i == a->n_inner) {
-    size_t n = a->n_inner ? 2 * a->n_inner : 16;
-    struct inner_slot *p = realloc(a->inner, n * sizeof(*p));
-    if (!p) {
-      pthread_mutex_unlock(&a->mu);
-      return -ENOMEM;
-    }
-    memset(p + a->n_inner, 0, (n - a->n_inner) * sizeof(*p));
-    a->inner = p;
-    a->n_inner = n;
-  }
-  prpc__conn_ref(parent);
-  a->inner[i].c = parent;
-  memcpy(a->inner[i].secret, secret, sizeof(secret));
-  pthread_mutex_unlock(&a->mu);
-  snprintf(out, PRPC__INNER_TOKEN_SIZE, "%zu.%016" PRIx64 "%016" PRIx64, i,
-           secret[0], secret[1]);
-  return 0;
-}
-
-/* The slot a token names with its secret matching, or SIZE_MAX (mu). */
-static size_t inner_find(prpc__acceptor *a, const char *token, size_t len) {
-  char buf[PRPC__INNER_TOKEN_SIZE], *end;
-  if (len == 0 || len >= sizeof(buf))
-    return SIZE_MAX;
-  memcpy(buf, token, len);
-  buf[len] = '\0';
-  errno = 0;
-  unsigned long long i = strtoull(buf, &end, 10);
-  if (errno || end == buf || *end != '.' || strlen(end + 1) != 32 ||
-      i >= a->n_inner || !a->inner[i].c)
-    return SIZE_MAX;
-  char hex[33];
-  snprintf(hex, sizeof(hex), "%016" PRIx64 "%016" PRIx64,
-           a->inner[i].secret[0], a->inner[i].secret[1]);
-  /* Compared in full whatever the first difference (no early exit). */
-  unsigned diff = 0;
-  for (size_t k = 0; k < 32; k++)
-    diff |= (unsigned char)(hex[k] ^ end[1 + k]);
-  return diff ? SIZE_MAX : (size_t)i;
-}
-
-prpc__conn *prpc__acceptor_bind_token(prpc__acceptor *a, const char *token,
-                                      size_t len) {
-  prpc__conn *c = NULL;
-  if (!a || !token)
-    return NULL;
-  pthread_mutex_lock(&a->mu);
-  size_t i = inner_find(a, token, len);
-  if (i != SIZE_MAX) {
-    c = a->inner[i].c;
-    prpc__conn_ref(c);
-  }
-  pthread_mutex_unlock(&a->mu);
-  return c;
-}
-
-void prpc__acceptor_inner_token_drop(prpc__acceptor *a, const char *token) {
-  prpc__conn *c = NULL;
-  if (!a || !token || !*token)
-    return;
-  pthread_mutex_lock(&a->mu);
-  size_t i = inner_find(a, token, strlen(token));
-  if (i != SIZE_MAX) {
-    c = a->inner[i].c;
-    memset(&a->inner[i], 0, sizeof(a->inner[i]));
-  }
-  pthread_mutex_unlock(&a->mu);
-  prpc__conn_unref(c);
-}
-
 /* Looks at what a pending connection has sent. Returns 1 when it is done
  * with (handed over or closed), 0 to keep waiting. */
 static int pending_check(prpc__acceptor *a, prpc__conn *c, int64_t now) {
@@ -1029,9 +929,6 @@ void prpc__acceptor_destroy(prpc__acceptor *a) {
       a->table[fd]->state = PRPC__CONN_CLOSED;
       prpc__conn_unref(a->table[fd]);
     }
-  for (size_t i = 0; i < a->n_inner; i++)
-    prpc__conn_unref(a->inner[i].c);
-  free(a->inner);
   if (a->spare >= 0)
     close(a->spare);
   close(a->wake[0]);

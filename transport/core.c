@@ -23,17 +23,16 @@
 
 /* Shortcuts into what gRPC core and abseil do not publish
  *
- * Four things piperpc does reach for outside gRPC core's public C API:
+ * Three things piperpc does reach for outside gRPC core's public C API:
  * abseil's switch for its mutex deadlock detector (speed), the flags of the
- * last message a call received (whether it came compressed), gRPC's poller
- * wakeup at shutdown (a prompt exit), and the in-process transport (speed
- * of the HTTP/1.1 front end). Each is looked up at run time (dlsym, /proc),
- * used only when it is found and gRPC core is the version piperpc was
- * built against, and its absence costs only speed, a few seconds at exit,
- * or an answer of -ENOTSUP from the compressed() queries: a libgrpc without
- * them (a security update, another build) loads, calls and shuts down the
- * same. PRPC_NO_GRPC_INTERNALS=1 in the environment switches all four off;
- * the tests run the fallbacks that way. */
+ * last message a call received (whether it came compressed), and gRPC's
+ * poller wakeup at shutdown (a prompt exit). Each is looked up at run time
+ * (dlsym, /proc), used only when it is found and gRPC core is the version
+ * piperpc was built against, and its absence costs only speed, a few
+ * seconds at exit, or an answer of -ENOTSUP from the compressed() queries:
+ * a libgrpc without them (a security update, another build) loads, calls
+ * and shuts down the same. PRPC_NO_GRPC_INTERNALS=1 in the environment
+ * switches all three off; the tests run the fallbacks that way. */
 static int internals_ok(void) {
   static atomic_int ok = -1;
   int v = atomic_load(&ok);
@@ -341,33 +340,6 @@ int prpc__core_last_message_compressed(grpc_call *call) {
   if (!message_flags)
     return -ENOTSUP;
   return (message_flags(call) & 0xc0000000u) != 0;
-}
-
-/* gRPC core's in-process transport: a channel whose calls go straight into
- * a server of this process, with no socket, no HTTP/2 framing and no
- * poller hop (the HTTP/1.1 front end carries its requests over one). gRPC
- * C++ reaches it through Server::InProcessChannel; libgrpc 1.51 exports it
- * but declares it only in an internal C++ header, so it is looked up by its
- * C++ symbol name. NULL when it is not found: the caller then uses a
- * socketpair, which costs only speed. */
-typedef grpc_channel *(*inproc_channel_fn)(grpc_server *server,
-                                           const grpc_channel_args *args,
-                                           void *reserved);
-
-static inproc_channel_fn inproc_channel;
-
-static void find_inproc_channel(void) {
-  if (internals_ok())
-    inproc_channel = (inproc_channel_fn)(uintptr_t)dlsym(
-        RTLD_DEFAULT,
-        "_Z26grpc_inproc_channel_createP11grpc_serverPK17grpc_channel_argsPv");
-}
-
-grpc_channel *prpc__core_inproc_channel(grpc_server *srv,
-                                        const grpc_channel_args *args) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, find_inproc_channel);
-  return inproc_channel ? inproc_channel(srv, args, NULL) : NULL;
 }
 
 /* Reads a whole (PEM) file into a NUL-terminated string, or NULL with a

@@ -11,7 +11,6 @@
  *   "meta"      "x-echo=V": request metadata x-echo, also sent back as
  *               header x-echo and trailer x-echo-trailer
  *   "fail"      ALREADY_EXISTS with message "exists"
- *   "keys"      "keys K1,K2,...": the request metadata keys it sees
  *   otherwise   "Hello NAME"
  * Prints "ready" once it serves; stops on SIGINT or SIGTERM. */
 #include <signal.h>
@@ -55,12 +54,6 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
     prpc_ctx_add_header(ctx, "x-echo", v, strlen(v));
     prpc_ctx_add_trailer(ctx, "x-echo-trailer", v, strlen(v));
     snprintf(buf, sizeof(buf), "x-echo=%s", v);
-  } else if (strcmp(name, "keys") == 0) {
-    const prpc_metadata *md = prpc_ctx_metadata(ctx);
-    size_t n = (size_t)snprintf(buf, sizeof(buf), "keys ");
-    for (size_t i = 0; i < md->count && n < sizeof(buf); i++)
-      n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "",
-                            md->items[i].key);
   } else if (strcmp(name, "fail") == 0) {
     prpc_ctx_set_message(ctx, "exists");
     return GRPC_STATUS_ALREADY_EXISTS;
