@@ -176,7 +176,16 @@ typedef struct http {
   pthread_t watchdog;
   int watching;
   pthread_cond_t cv; /* wakes the watchdog to stop */
+  /* Requests begun and not yet completed (mu): at the stop, those whose
+   * calls have ended still write their answers before the connections
+   * close. */
+  int busy;
+  pthread_cond_t idle; /* busy fell to 0 */
 } http;
+
+/* How long the stop waits for answers to be written, once every call has
+ * ended (a client that reads nothing cannot hold it longer). */
+#define HTTP_ANSWER_WAIT_MS 1000
 
 enum { P_WAITING, P_BODY, P_RUNNING };
 
@@ -931,6 +940,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
   if (!r) {
     if (!(r = calloc(1, sizeof(*r))))
       return MHD_NO;
+    pthread_mutex_lock(&h->mu);
+    h->busy++;
+    pthread_mutex_unlock(&h->mu);
     r->hc = conn_of(mc);
     r->opts = (prpc_call_opts)PRPC_CALL_OPTS_INIT;
     *req_cls = r;
@@ -998,8 +1010,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
 
 static void on_completed(void *cls, struct MHD_Connection *mc,
                          void **req_cls, enum MHD_RequestTerminationCode toe) {
+  http *h = cls;
   hreq *r = *req_cls;
-  PRPC__UNUSED(cls);
   PRPC__UNUSED(mc);
   PRPC__UNUSED(toe);
   if (!r)
@@ -1013,6 +1025,10 @@ static void on_completed(void *cls, struct MHD_Connection *mc,
   wbuf_free(&r->body);
   free(r);
   *req_cls = NULL;
+  pthread_mutex_lock(&h->mu);
+  if (--h->busy == 0)
+    pthread_cond_broadcast(&h->idle);
+  pthread_mutex_unlock(&h->mu);
 }
 
 /* A connection starts (its record was left in h->handed by its
@@ -1273,6 +1289,21 @@ void prpc__http_stop(prpc_server *srv) {
   }
   if (h->d) {
     atomic_store(&h->stopping, 1);
+    /* Every call has ended (the server has drained): let the requests
+     * they answer write their responses, for a bounded time. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += HTTP_ANSWER_WAIT_MS / 1000;
+    until.tv_nsec += (long)(HTTP_ANSWER_WAIT_MS % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&h->mu);
+    while (h->busy > 0 &&
+           pthread_cond_timedwait(&h->idle, &h->mu, &until) != ETIMEDOUT)
+      ;
+    pthread_mutex_unlock(&h->mu);
     MHD_stop_daemon(h->d);
     h->d = NULL;
   }
@@ -1289,6 +1320,7 @@ static void http_destroy(void *data) {
   free(h->handed);
   free(h->routes);
   prpc__pool_free(&h->pool);
+  pthread_cond_destroy(&h->idle);
   pthread_cond_destroy(&h->cv);
   pthread_mutex_destroy(&h->mu);
   free(h);
@@ -1308,7 +1340,9 @@ int prpc__http_enable(prpc_server *srv) {
   h->pool = (pool)POOL_INIT;
   pthread_mutex_init(&h->mu, NULL);
   pthread_cond_init(&h->cv, NULL);
+  pthread_cond_init(&h->idle, NULL);
   if ((rc = prpc__server_add_hook(srv, &http_hook, h)) != 0) {
+    pthread_cond_destroy(&h->idle);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
     free(h);

@@ -582,6 +582,38 @@ def case_grpc_alongside():
         eq(errors, [], "HTTP calls meanwhile")
 
 
+def case_shutdown_drains():
+    """SIGTERM while an HTTP call is in flight: the call completes within
+    the grace period, as a gRPC one does, and the server exits 0."""
+    s = Server("tests/http/http_server")
+    try:
+        p = "/helloworld.Greeter/SayHello"
+        out = {}
+
+        def call():
+            out["r"] = curl(s.path, p, b'{"name":"slow"}')
+        t = threading.Thread(target=call)
+        t.start()
+        # The call is running once the server counts it.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, _, body = curl(s.path, p, b'{"name":"count"}')
+            if body != b'{"message":"calls 0"}\n':
+                break
+            time.sleep(0.02)
+        t0 = time.time()
+        s.proc.terminate()
+        t.join(30)
+        st, _, body = out["r"]
+        eq((st, body), (200, b'{"message":"slow done"}\n'),
+           "the call in flight at SIGTERM")
+        rc = s.proc.wait(30)
+        eq(rc, 0, "exit status")
+        check(time.time() - t0 < 4.5, "exited within the grace period")
+    finally:
+        s.stop()
+
+
 def case_connection_limit():
     with Server("tests/http/http_server", "--max-connections", "2") as s:
         conns = [UnixHTTPConnection(s.path) for _ in range(2)]

@@ -7,6 +7,7 @@
  *   "uid"       "uid U": the caller's uid (prpc_ctx_peer_cred)
  *   "count"     "calls N": the calls this server has run before this one
  *   "sleep"     waits until the call is cancelled (10 s at most)
+ *   "slow"      "slow done" after 1 s, unless the call is cancelled
  *   "deadline"  "deadline N": milliseconds left (-1: none)
  *   "meta"      "x-echo=V": request metadata x-echo, also sent back as
  *               header x-echo and trailer x-echo-trailer
@@ -45,6 +46,15 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
     if (prpc_ctx_time_left_ms(ctx) == 0)
       return GRPC_STATUS_DEADLINE_EXCEEDED;
     snprintf(buf, sizeof(buf), "slept");
+  } else if (strcmp(name, "slow") == 0) {
+    for (int i = 0; i < 100; i++) {
+      if (prpc_ctx_is_cancelled(ctx)) {
+        prpc_ctx_set_message(ctx, "slow: cancelled");
+        return GRPC_STATUS_CANCELLED;
+      }
+      nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    snprintf(buf, sizeof(buf), "slow done");
   } else if (strcmp(name, "deadline") == 0) {
     snprintf(buf, sizeof(buf), "deadline %s",
              prpc_ctx_time_left_ms(ctx) < 0 ? "none" : "set");
