@@ -189,6 +189,7 @@ typedef struct prpc__conn {
   int kind;        /* prpc__target_kind of its listener (FD: adopted) */
   size_t listener; /* index, or SIZE_MAX when adopted */
   int adopted;
+  int inner; /* the server's own, for an HTTP connection: not counted */
   int denied;
   int have_cred; /* a unix peer: pid, uid and gid from SO_PEERCRED */
   pid_t pid;

@@ -554,6 +554,7 @@ int prpc__acceptor_inner(prpc__acceptor *a, const prpc__conn *parent,
   c->kind = parent->kind;
   c->listener = parent->listener;
   c->adopted = 1;
+  c->inner = 1;
   c->have_cred = parent->have_cred;
   c->pid = parent->pid;
   c->uid = parent->uid;
@@ -904,7 +905,7 @@ void prpc__acceptor_stats(prpc__acceptor *a, int *open,
   pthread_mutex_lock(&a->mu);
   sweep(a);
   for (size_t fd = 0; fd < a->n_table; fd++)
-    if (a->table[fd])
+    if (a->table[fd] && !a->table[fd]->inner)
       n++;
   pthread_mutex_unlock(&a->mu);
   *open = n;

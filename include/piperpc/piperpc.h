@@ -547,7 +547,8 @@ typedef struct prpc_server_stats {
   int calls_active;  /* calls in progress: matched and not yet over (a
                         handler running, a deferred call, a stream) */
   int connections;   /* unix-socket connections open (accepted here or
-                        adopted as fd:N), denied peers included */
+                        adopted as fd:N), denied peers included; an
+                        HTTP/1.1 one counts once */
   uint64_t connections_refused; /* unix connections closed at accept:
                                    beyond max_connections, or while the
                                    process was out of file descriptors */

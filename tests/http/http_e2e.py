@@ -582,6 +582,22 @@ def case_grpc_alongside():
         eq(errors, [], "HTTP calls meanwhile")
 
 
+def case_stats_connections():
+    """prpc_server_get_stats() counts an HTTP connection once, not with
+    the inner connection its calls go through."""
+    with Server("tests/http/http_server") as s:
+        p = "/helloworld.Greeter/SayHello"
+        a = UnixHTTPConnection(s.path)
+        for _ in range(2):
+            st, body = post(a, p, b'{"name":"conns"}')
+            eq((st, body), (200, b'{"message":"connections 1"}\n'), "one")
+        b = UnixHTTPConnection(s.path)
+        st, body = post(b, p, b'{"name":"conns"}')
+        eq((st, body), (200, b'{"message":"connections 2"}\n'), "two")
+        a.close()
+        b.close()
+
+
 def case_shutdown_drains():
     """SIGTERM while an HTTP call is in flight: the call completes within
     the grace period, as a gRPC one does, and the server exits 0."""

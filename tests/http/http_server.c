@@ -12,6 +12,7 @@
  *   "meta"      "x-echo=V": request metadata x-echo, also sent back as
  *               header x-echo and trailer x-echo-trailer
  *   "fail"      ALREADY_EXISTS with message "exists"
+ *   "conns"     "connections N": prpc_server_stats()'s open connections
  *   otherwise   "Hello NAME"
  * Prints "ready" once it serves; stops on SIGINT or SIGTERM. */
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include "helloworld.prpc.h"
 
 static atomic_int calls;
+static prpc_server *_Atomic the_server;
 
 static grpc_status_code say_hello(prpc_ctx *ctx,
                                   const Helloworld__HelloRequest *req,
@@ -64,6 +66,11 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
     prpc_ctx_add_header(ctx, "x-echo", v, strlen(v));
     prpc_ctx_add_trailer(ctx, "x-echo-trailer", v, strlen(v));
     snprintf(buf, sizeof(buf), "x-echo=%s", v);
+  } else if (strcmp(name, "conns") == 0) {
+    prpc_server_stats st;
+    if (prpc_server_get_stats(atomic_load(&the_server), &st) != 0)
+      return GRPC_STATUS_INTERNAL;
+    snprintf(buf, sizeof(buf), "connections %d", st.connections);
   } else if (strcmp(name, "fail") == 0) {
     prpc_ctx_set_message(ctx, "exists");
     return GRPC_STATUS_ALREADY_EXISTS;
@@ -102,6 +109,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "http_server: %s\n", prpc_last_error());
     return 1;
   }
+  atomic_store(&the_server, server);
   for (int i = 1; i + 1 < argc; i += 2) {
     rc = 0;
     if (strcmp(argv[i], "--listen") == 0)
