@@ -649,10 +649,14 @@ static void readonly_dir(void) {
 /* ---- SIGTERM under load: a graceful drain, counted ---- */
 
 enum { N_UNARY = 24, N_DOWN = 8, N_UP = 4, N_BOTH = 4 };
-/* and one straggler: a unary call of 4 s, still running when the others
+/* and one straggler: a unary call of 5 s, still running when the others
  * have ended */
 #define N_INFLIGHT (N_UNARY + N_DOWN + N_UP + N_BOTH + 1)
 #define N_LATE 10
+/* Every in-flight call lasts at least 1.2 s, and they all start together
+ * (a barrier): all of them must be running at once before the SIGTERM,
+ * also on a loaded machine under ThreadSanitizer. */
+static pthread_barrier_t drain_gate;
 
 typedef struct drain_call {
   prpc_channel *ch;
@@ -672,15 +676,16 @@ static void *drain_run(void *arg) {
   snprintf(text, sizeof(text), "k%d-%d", d->kind, d->i);
   req.text = text;
   d->code = GRPC_STATUS_UNKNOWN;
-  if (d->kind == 0 || d->kind == 4) { /* unary, 0.6 to 1.2 s; or 4 s */
-    int ms = d->kind == 4 ? 4000 : 600 + 25 * d->i;
+  pthread_barrier_wait(&drain_gate);
+  if (d->kind == 0 || d->kind == 4) { /* unary, 1.2 to 1.8 s; or 5 s */
+    int ms = d->kind == 4 ? 5000 : 1200 + 25 * d->i;
     d->code = unary(d->ch, text, ms, 0, 0, &rep);
     d->good = d->code == GRPC_STATUS_OK && strcmp(rep->text, text) == 0 &&
               rep->n == ms;
-  } else if (d->kind == 1) { /* 10 messages, 80 ms apart */
+  } else if (d->kind == 1) { /* 10 messages, 160 ms apart */
     int got = 0, in_order = 1;
     req.count = 10;
-    req.sleep_ms = 80;
+    req.sleep_ms = 160;
     if (fault__fault_client__down_start(d->ch, &req, NULL, &call) == 0) {
       while (fault__fault_client__down_read(call, &rep) == 1) {
         in_order &= rep->n == got && strcmp(rep->text, text) == 0;
@@ -692,10 +697,10 @@ static void *drain_run(void *arg) {
       d->good = d->code == GRPC_STATUS_OK && got == 10 && in_order;
       snprintf(d->why, sizeof(d->why), "%d messages", got);
     }
-  } else if (d->kind == 2) { /* 3 messages, then 0.7 s */
+  } else if (d->kind == 2) { /* 3 messages, then 1.4 s */
     if (fault__fault_client__up_start(d->ch, NULL, &call) == 0) {
       for (int k = 0; k < 3; k++) {
-        req.sleep_ms = k == 0 ? 700 : 0;
+        req.sleep_ms = k == 0 ? 1400 : 0;
         fault__fault_client__up_write(call, &req);
       }
       d->code = fault__fault_client__up_finish(call, &rep, NULL);
@@ -704,10 +709,10 @@ static void *drain_run(void *arg) {
       d->good = d->code == GRPC_STATUS_OK && rep->n == 3 &&
                 strcmp(rep->text, want) == 0;
     }
-  } else { /* 5 round trips, 150 ms each */
+  } else { /* 5 round trips, 300 ms each */
     int got = 0;
     if (fault__fault_client__both_start(d->ch, NULL, &call) == 0) {
-      req.sleep_ms = 150;
+      req.sleep_ms = 300;
       for (int k = 0; k < 5; k++) {
         if (fault__fault_client__both_write(call, &req) != 0 ||
             fault__fault_client__both_read(call, &rep) != 1)
@@ -771,6 +776,7 @@ static void sigterm_drain(void) {
   int ok, n = 0, racing_unavailable, racing_cancelled, unavailable,
       cancelled;
   fixture_start(&f, extra);
+  ASSERT_EQ(pthread_barrier_init(&drain_gate, NULL, N_INFLIGHT), 0);
   for (int k = 0; k < 5; k++) {
     int count = k == 0   ? N_UNARY
                 : k == 1 ? N_DOWN
@@ -817,6 +823,7 @@ static void sigterm_drain(void) {
   late_calls(f.ch, &unavailable, &cancelled);
   ASSERT_EQ(atomic_load(&d[N_INFLIGHT - 1].ended), 0);
   pthread_join(th[N_INFLIGHT - 1], NULL);
+  pthread_barrier_destroy(&drain_gate);
   completed += d[N_INFLIGHT - 1].good;
   fprintf(stderr,
           "SIGTERM with %d calls in flight: %d completed OK with their full "
