@@ -507,8 +507,9 @@ static void pending_close(prpc__acceptor *a, prpc__conn *c) {
   prpc__conn_unref(c);
 }
 
-/* Hands a connection whose preface has come to gRPC core. */
-static void hand_over(prpc__acceptor *a, prpc__conn *c) {
+/* A pending connection is no longer waiting for its first bytes: off the
+ * pending counts, into state. */
+static void pending_done(prpc__acceptor *a, prpc__conn *c, int state) {
   pthread_mutex_lock(&a->mu);
   if (!c->adopted) {
     budget *b = budget_of(a, c->key);
@@ -516,8 +517,13 @@ static void hand_over(prpc__acceptor *a, prpc__conn *c) {
     if (b)
       b->pending--;
   }
-  c->state = c->denied ? PRPC__CONN_DENIED : PRPC__CONN_GRPC;
+  c->state = state;
   pthread_mutex_unlock(&a->mu);
+}
+
+/* Hands a connection whose preface has come to gRPC core. */
+static void hand_over(prpc__acceptor *a, prpc__conn *c) {
+  pending_done(a, c, c->denied ? PRPC__CONN_DENIED : PRPC__CONN_GRPC);
   /* From here gRPC core owns the descriptor; the table keeps the record. */
   if (c->denied)
     a->o.deny(a->o.data, c);
@@ -528,15 +534,7 @@ static void hand_over(prpc__acceptor *a, prpc__conn *c) {
 /* Hands a connection that opened with something else than the HTTP/2
  * preface to the HTTP/1.1 front end (prpc_server_opts.http_json). */
 static void hand_to_http(prpc__acceptor *a, prpc__conn *c) {
-  pthread_mutex_lock(&a->mu);
-  if (!c->adopted) {
-    budget *b = budget_of(a, c->key);
-    a->n_pending--;
-    if (b)
-      b->pending--;
-  }
-  c->state = PRPC__CONN_HTTP;
-  pthread_mutex_unlock(&a->mu);
+  pending_done(a, c, PRPC__CONN_HTTP);
   a->o.http(a->o.data, c); /* the front end owns the descriptor now */
 }
 
