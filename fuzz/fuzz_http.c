@@ -8,11 +8,6 @@
  * long-lived channel must succeed, and every 64 inputs an HTTP call on a
  * new connection must answer exactly. The seeds (fuzz/corpus/http/, from
  * make_seeds.py) are well-formed requests of every kind. */
-#include <errno.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include "live_server.h"
 
 static prpc_channel *channel;
@@ -27,74 +22,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static void grpc_ok(void) {
-  Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT, *reply = NULL;
-  prpc_call_opts opts = PRPC_CALL_OPTS_INIT;
-  prpc_status st = PRPC_STATUS_INIT;
-  opts.timeout_ms = 10000;
-  grpc_status_code code = grpc__testing__test_service_client__empty_call(
-      channel, &req, &opts, &reply, &st);
-  if (code != GRPC_STATUS_OK) {
-    fprintf(stderr, "the server stopped serving gRPC: %s: %s\n",
-            prpc_status_name(code), st.message ? st.message : "");
-    FUZZ_ASSERT(code == GRPC_STATUS_OK);
-  }
-  protobuf_c_message_free_unpacked(&reply->base, NULL);
-  prpc_status_clear(&st);
-}
-
-/* Writes data on a new connection, half-closes, and reads what comes back
- * (up to size bytes kept in out) until the server closes. */
-static size_t session(const uint8_t *data, size_t size, char *out,
-                      size_t out_size) {
-  struct sockaddr_un sa;
-  struct timeval tv = {5, 0};
-  char buf[4096];
-  size_t got = 0;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  FUZZ_ASSERT(fd >= 0);
-  memset(&sa, 0, sizeof(sa));
-  sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", target + 5);
-  FUZZ_ASSERT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  while (size > 0) {
-    ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
-    if (n <= 0)
-      break; /* the server closed the connection: fine */
-    data += n;
-    size -= (size_t)n;
-  }
-  shutdown(fd, SHUT_WR);
-  /* A server that keeps a half-closed connection past 20 s is hanging (the
-   * front end bounds a request at the 5 s handshake timeout). */
-  for (;;) {
-    struct pollfd pfd = {fd, POLLIN, 0};
-    int rc = poll(&pfd, 1, 20000);
-    FUZZ_ASSERT(rc != 0);
-    if (rc < 0 && errno == EINTR)
-      continue;
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0)
-      break;
-    if (out && got < out_size) {
-      size_t k = (size_t)n < out_size - got ? (size_t)n : out_size - got;
-      memcpy(out + got, buf, k);
-      got += k;
-    }
-  }
-  close(fd);
-  return got;
-}
-
 static void http_ok(void) {
   static const char req[] =
       "POST /grpc.testing.TestService/UnaryCall HTTP/1.1\r\n"
       "Host: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
   static const char want[] = "{\"username\":\"fuzz\"}\n";
   char out[2048];
-  size_t n = session((const uint8_t *)req, sizeof(req) - 1, out,
-                     sizeof(out) - 1);
+  size_t n = live_session(target, (const uint8_t *)req, sizeof(req) - 1, out,
+                          sizeof(out) - 1, 20000);
   out[n] = '\0';
   if (strncmp(out, "HTTP/1.1 200 ", 13) != 0 ||
       n < sizeof(want) - 1 ||
@@ -105,8 +40,10 @@ static void http_ok(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  session(data, size, NULL, 0);
-  grpc_ok();
+  /* A server that keeps a half-closed connection past 20 s is hanging
+   * (the front end bounds a request at the 5 s handshake timeout). */
+  live_session(target, data, size, NULL, 0, 20000);
+  live_call_ok(channel);
   if (++iterations % 64 == 0)
     http_ok();
   return 0;

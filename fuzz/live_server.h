@@ -7,11 +7,16 @@
 #ifndef PRPC_FUZZ_LIVE_SERVER_H
 #define PRPC_FUZZ_LIVE_SERVER_H
 
+#include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -133,6 +138,68 @@ static const char *live_start(void) {
   return live_target;
 }
 
+
+/* An EmptyCall on ch must succeed: the server still serves gRPC. */
+static inline void live_call_ok(prpc_channel *ch) {
+  Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT, *reply = NULL;
+  prpc_call_opts opts = PRPC_CALL_OPTS_INIT;
+  prpc_status st = PRPC_STATUS_INIT;
+  opts.timeout_ms = 10000;
+  grpc_status_code code = grpc__testing__test_service_client__empty_call(
+      ch, &req, &opts, &reply, &st);
+  if (code != GRPC_STATUS_OK) {
+    fprintf(stderr, "the server stopped serving gRPC: %s: %s\n",
+            prpc_status_name(code), st.message ? st.message : "");
+    FUZZ_ASSERT(code == GRPC_STATUS_OK);
+  }
+  protobuf_c_message_free_unpacked(&reply->base, NULL);
+  prpc_status_clear(&st);
+}
+
+/* Writes data on a new connection to target ("unix:PATH"), half-closes,
+ * and reads what comes back (up to out_size bytes kept in out, which may
+ * be NULL) until the server closes; returns the bytes kept. A server that
+ * keeps the half-closed connection open past wait_ms is hanging. */
+static inline size_t live_session(const char *target, const uint8_t *data,
+                                  size_t size, char *out, size_t out_size,
+                                  int wait_ms) {
+  struct sockaddr_un sa;
+  struct timeval tv = {5, 0};
+  char buf[4096];
+  size_t got = 0;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  FUZZ_ASSERT(fd >= 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", target + 5);
+  FUZZ_ASSERT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  while (size > 0) {
+    ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+    if (n <= 0)
+      break; /* the server closed the connection: fine */
+    data += n;
+    size -= (size_t)n;
+  }
+  shutdown(fd, SHUT_WR);
+  for (;;) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int rc = poll(&pfd, 1, wait_ms);
+    FUZZ_ASSERT(rc != 0); /* the server did not close a dead connection */
+    if (rc < 0 && errno == EINTR)
+      continue;
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0)
+      break;
+    if (out && got < out_size) {
+      size_t k = (size_t)n < out_size - got ? (size_t)n : out_size - got;
+      memcpy(out + got, buf, k);
+      got += k;
+    }
+  }
+  close(fd);
+  return got;
+}
 
 /* The TestService method at index i (in .proto order), sent raw. */
 static inline prpc_method_desc raw_method(size_t i) {
