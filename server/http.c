@@ -295,6 +295,23 @@ static json_t *status_json(grpc_status_code code, const char *message) {
   return o;
 }
 
+/* Metadata as response headers; the values of -bin keys in base64, as
+ * gRPC writes them. */
+static void add_md_headers(struct MHD_Response *r, const prpc_metadata *md) {
+  for (size_t i = 0; md && i < md->count; i++) {
+    const prpc_md *e = &md->items[i];
+    size_t kl = strlen(e->key);
+    if (kl > 4 && strcmp(e->key + kl - 4, "-bin") == 0) {
+      char *b = prpc__tc_b64_encode((const uint8_t *)e->value, e->value_len);
+      if (b)
+        MHD_add_response_header(r, e->key, b);
+      free(b);
+    } else {
+      MHD_add_response_header(r, e->key, e->value);
+    }
+  }
+}
+
 /* Queues a response with body (taken; NULL: empty); returns MHD's result.
  * close_after: the connection is closed once it has gone (a denied peer,
  * a body left unread). */
@@ -312,21 +329,8 @@ static enum MHD_Result respond(struct MHD_Connection *mc, unsigned status,
   }
   if (type)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-  for (size_t k = 0; k < n_mds; k++) {
-    for (size_t i = 0; mds[k] && i < mds[k]->count; i++) {
-      const prpc_md *e = &mds[k]->items[i];
-      size_t kl = strlen(e->key);
-      if (kl > 4 && strcmp(e->key + kl - 4, "-bin") == 0) {
-        char *b = prpc__tc_b64_encode((const uint8_t *)e->value,
-                                      e->value_len);
-        if (b)
-          MHD_add_response_header(r, e->key, b);
-        free(b);
-      } else {
-        MHD_add_response_header(r, e->key, e->value);
-      }
-    }
-  }
+  for (size_t k = 0; k < n_mds; k++)
+    add_md_headers(r, mds[k]);
   if (close_after)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
   rc = MHD_queue_response(mc, status, r);
@@ -725,14 +729,8 @@ static enum MHD_Result call_server_streaming(struct MHD_Connection *mc,
     return MHD_NO;
   }
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, NDJSON);
-  if (prpc_call_headers(call, &headers) == 0 && headers)
-    for (size_t i = 0; i < headers->count; i++) {
-      const prpc_md *e = &headers->items[i];
-      size_t kl = strlen(e->key);
-      if (kl > 4 && strcmp(e->key + kl - 4, "-bin") == 0)
-        continue; /* base64 in a header: see respond() */
-      MHD_add_response_header(resp, e->key, e->value);
-    }
+  if (prpc_call_headers(call, &headers) == 0)
+    add_md_headers(resp, headers);
   enum MHD_Result res = MHD_queue_response(mc, 200, resp);
   MHD_destroy_response(resp);
   return res;
@@ -954,8 +952,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
     r->received += n;
     if (r->state != R_CALL) /* answered: the rest is dropped, up to a point */
       return r->received > h->body_max + HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
-    if (r->too_big)
-      return r->received > h->body_max + HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+    if (r->too_big) {
+      /* Dropped up to a point: an oversized body from its start, a stream
+       * from its oversized message. */
+      size_t most = r->drop_from ? HTTP_DISCARD_MAX
+                                 : h->body_max + HTTP_DISCARD_MAX;
+      return r->received - r->drop_from > most ? MHD_NO : MHD_YES;
+    }
     if (r->ended || r->err[0]) {
       /* The stream is over: its answer comes at the end of the body, which
        * is dropped up to a point (then the connection is closed). */
@@ -969,6 +972,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
       take_messages(r, 0);
       if (r->body.len > h->body_max) {
         r->too_big = 1; /* the call is cancelled when the request ends */
+        r->drop_from = r->received;
         prpc_call_cancel(r->call);
         wbuf_free(&r->body);
       } else if (r->err[0]) {

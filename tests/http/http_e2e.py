@@ -190,6 +190,21 @@ def case_curl_interop():
         eq(h.get("transfer-encoding"), "chunked", "chunked")
         eq(body, b'{"payload":{"body":"AA=="}}\n{"payload":{"body":"AAA="}}\n'
            b'{"payload":{"body":"AAAAAA=="}}\n', "streaming body")
+        # Metadata the handler sends back: a unary call's trailers and a
+        # stream's headers become response headers, -bin values in base64
+        # both ways (the interop server echoes these two keys).
+        st, h, body = curl(s.path, p + "UnaryCall", b"{}",
+                           headers=["x-grpc-test-echo-initial: one",
+                                    "x-grpc-test-echo-trailing-bin: AAEC/w=="])
+        eq(st, 200, "unary with metadata")
+        eq(h.get("x-grpc-test-echo-initial"), "one", "unary header")
+        eq(h.get("x-grpc-test-echo-trailing-bin"), "AAEC/w==",
+           "unary -bin trailer")
+        st, h, body = curl(s.path, p + "StreamingOutputCall",
+                           b'{"responseParameters":[{"size":1}]}',
+                           headers=["x-grpc-test-echo-initial: two"])
+        eq((st, h.get("x-grpc-test-echo-initial")), (200, "two"),
+           "stream header")
         # Client streaming: newline-delimited JSON, sent chunked.
         st, _, body = curl(s.path, p + "StreamingInputCall",
                            b'{"payload":{"body":"AAAA"}}\n'
