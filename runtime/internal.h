@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define PRPC__UNUSED(x) ((void)(x))
 #define PRPC__STR2(x) #x
@@ -315,6 +316,9 @@ void prpc__cq_destroy(grpc_completion_queue *cq, int pluck);
 /* ---- time ---- */
 gpr_timespec prpc__deadline_from_ms(int64_t timeout_ms);
 int64_t prpc__ms_until(gpr_timespec deadline); /* -1 for infinite */
+/* *ts = now on clock + ms (ms >= 0), for pthread_cond_timedwait() on a
+ * condition variable of that clock. */
+void prpc__timespec_in(struct timespec *ts, clockid_t clock, int64_t ms);
 
 /* ---- byte buffers and messages (runtime/message.c) ---- */
 

@@ -111,15 +111,6 @@ static gpr_timespec after_ms(int ms) {
                       gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
-static void timespec_in(struct timespec *ts, int ms) {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_nsec += (long)ms * 1000000L;
-  while (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
 static void cond_init_monotonic(pthread_cond_t *cv) {
   pthread_condattr_t attr;
   pthread_condattr_init(&attr);
@@ -262,7 +253,8 @@ static void *watchdog_main(void *arg) {
   while (!atomic_load(&l->stopping)) {
     struct timespec ts;
     int stuck = 0, moved = 0;
-    timespec_in(&ts, idle > WATCH_IDLE_TICKS ? WATCH_IDLE_MS : WATCH_BUSY_MS);
+    prpc__timespec_in(&ts, CLOCK_MONOTONIC,
+                      idle > WATCH_IDLE_TICKS ? WATCH_IDLE_MS : WATCH_BUSY_MS);
     pthread_cond_timedwait(&l->wd_cv, &l->mu, &ts);
     if (atomic_load(&l->stopping))
       break;

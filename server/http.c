@@ -1123,12 +1123,7 @@ static void *watch_main(void *arg) {
                                  "complete request within %lld ms",
                 hc->rec->peer, (long long)h->bound_ms);
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += HTTP_WATCH_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    prpc__timespec_in(&ts, CLOCK_REALTIME, HTTP_WATCH_MS);
     pthread_cond_timedwait(&h->cv, &h->mu, &ts);
   }
   pthread_mutex_unlock(&h->mu);
@@ -1296,13 +1291,7 @@ void prpc__http_stop(prpc_server *srv) {
     /* Every call has ended (the server has drained): let the requests
      * they answer write their responses, for a bounded time. */
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += HTTP_ANSWER_WAIT_MS / 1000;
-    until.tv_nsec += (long)(HTTP_ANSWER_WAIT_MS % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000;
-    }
+    prpc__timespec_in(&until, CLOCK_REALTIME, HTTP_ANSWER_WAIT_MS);
     pthread_mutex_lock(&h->mu);
     while (h->busy > 0 &&
            pthread_cond_timedwait(&h->idle, &h->mu, &until) != ETIMEDOUT)

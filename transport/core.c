@@ -174,12 +174,7 @@ static void *kick_loop(void *arg) {
   while (!k->stop) {
     if (write(k->fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
       break;
-    clock_gettime(CLOCK_MONOTONIC, &at);
-    at.tv_nsec += 20 * 1000000L;
-    if (at.tv_nsec >= 1000000000L) {
-      at.tv_sec++;
-      at.tv_nsec -= 1000000000L;
-    }
+    prpc__timespec_in(&at, CLOCK_MONOTONIC, 20);
     pthread_cond_timedwait(&k->cv, &k->mu, &at);
   }
   pthread_mutex_unlock(&k->mu);
@@ -511,6 +506,16 @@ gpr_timespec prpc__deadline_from_ms(int64_t timeout_ms) {
     return gpr_inf_future(GPR_CLOCK_MONOTONIC);
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                       gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+}
+
+void prpc__timespec_in(struct timespec *ts, clockid_t clock, int64_t ms) {
+  clock_gettime(clock, ts);
+  ts->tv_sec += (time_t)(ms / 1000);
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
 }
 
 int64_t prpc__ms_until(gpr_timespec deadline) {
