@@ -139,6 +139,10 @@ int prpc__unix_listen(const prpc__target *t, unsigned mode, gid_t group,
 int prpc__sockfile_is_ours(const prpc__sockfile *file);
 /* Removes the socket file if it is still ours; closes the directory. */
 void prpc__sockfile_remove(prpc__sockfile *file);
+/* 1 when the peer of connected unix socket fd has closed it (or it
+ * failed), seen without reading any of its data; one that has only shut
+ * down its sending side has not. */
+int prpc__fd_hung_up(int fd);
 
 /* ---- access rules (transport/access.c) ---- */
 

@@ -14,7 +14,13 @@
  * asynchronous handler sends are queued and written one at a time, in
  * order; a finish waits for the queue to drain. A blocking streaming
  * handler (on a pool thread) reads and writes through the same operations
- * and waits for their completion on the call's condition variable. */
+ * and waits for their completion on the call's condition variable.
+ *
+ * A unary call of the HTTP front end may have no gRPC call behind it
+ * (local): its handler runs on the HTTP connection's thread, which then
+ * waits for the status and takes it from the context (prpc__local_run, at
+ * the end); its cancel is its deadline, its client's hang-up or the
+ * server's end. */
 #include "internal.h"
 
 #include <grpc/support/alloc.h>
@@ -80,6 +86,13 @@ struct prpc_ctx {
   void *request, *reply;     /* decoded request; the reply struct */
   void *read_msg;            /* decode_into storage for async reads */
   atomic_int request_compressed;
+  /* A call of the HTTP front end's with no gRPC call behind it
+   * (prpc__local_run): its status is handed to the waiting front end, and
+   * a cancel is the deadline, the client's hang-up (local_fd) or the
+   * server's end (local_ended). */
+  int local;
+  int local_fd;
+  int local_ended;
 
   pthread_mutex_t mu;
   pthread_cond_t cv; /* blocking reads and writes wait here */
@@ -162,6 +175,7 @@ static void on_status(prpc__op *op, int ok);
 static void on_close(prpc__op *op, int ok);
 static void on_read(prpc__op *op, int ok);
 static void on_write(prpc__op *op, int ok);
+static int local_cancelled(prpc_ctx *ctx);
 
 prpc_ctx *prpc__ctx_get(prpc_server *srv) {
   prpc_ctx *ctx;
@@ -263,6 +277,8 @@ static void ctx_clear(prpc_ctx *ctx) {
   ctx->cb = NULL;
   ctx->cb_user = NULL;
   ctx->method = NULL;
+  ctx->local = ctx->local_ended = 0;
+  ctx->local_fd = -1;
   arena_reset(ctx, PRPC__ARENA_KEEP);
 }
 
@@ -296,9 +312,9 @@ void prpc__calls_free(prpc_server *srv) {
 
 /* ---- the end of a call ---- */
 
-static void live_add(prpc_ctx *ctx) {
+/* calls_mu held. */
+static void live_add_locked(prpc_ctx *ctx) {
   prpc_server *srv = ctx->srv;
-  pthread_mutex_lock(&srv->calls_mu);
   ctx->live_prev = NULL;
   ctx->live_next = srv->live;
   if (srv->live)
@@ -306,7 +322,12 @@ static void live_add(prpc_ctx *ctx) {
   srv->live = ctx;
   srv->n_live++;
   ctx->flags |= F_LIVE;
-  pthread_mutex_unlock(&srv->calls_mu);
+}
+
+static void live_add(prpc_ctx *ctx) {
+  pthread_mutex_lock(&ctx->srv->calls_mu);
+  live_add_locked(ctx);
+  pthread_mutex_unlock(&ctx->srv->calls_mu);
 }
 
 static void live_remove(prpc_ctx *ctx) {
@@ -319,6 +340,8 @@ static void live_remove(prpc_ctx *ctx) {
   if (ctx->live_next)
     ctx->live_next->live_prev = ctx->live_prev;
   srv->n_live--;
+  if (ctx->local)
+    srv->n_local--;
   pthread_mutex_unlock(&srv->calls_mu);
 }
 
@@ -377,6 +400,16 @@ static void start_status_locked(prpc_ctx *ctx) {
                    ctx->conn ? ctx->conn->peer : "", "%s%s%s",
                    prpc_status_name(code), ctx->message ? ": " : "",
                    ctx->message ? ctx->message : "");
+  if (ctx->local) {
+    /* The front end waits for it (prpc__local_run); a status decided
+     * after the deadline does not reach the client, as over gRPC. */
+    if (prpc__ms_until(ctx->deadline) == 0)
+      ctx->cancelled = 1;
+    ctx->finish_code = code;
+    ctx->flags |= F_STATUS | F_HEADERS | F_CLOSE_STARTED | F_CLOSE_DONE;
+    pthread_cond_broadcast(&ctx->cv);
+    return;
+  }
   if (!(ctx->flags & F_HEADERS) && headers_op(ctx, &ops[n]) == 0)
     n++;
   if (code == GRPC_STATUS_OK && ctx->reply_bb) {
@@ -480,6 +513,10 @@ void prpc__ctx_refuse(prpc_ctx *ctx, grpc_status_code code,
 
 static void start_close_locked(prpc_ctx *ctx) {
   grpc_op op;
+  if (ctx->local) { /* the front end's waiter watches for a cancel */
+    ctx->flags |= F_CLOSE_STARTED;
+    return;
+  }
   memset(&op, 0, sizeof(op));
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   op.data.recv_close_on_server.cancelled = &ctx->cancelled;
@@ -491,14 +528,13 @@ static void start_close_locked(prpc_ctx *ctx) {
   }
 }
 
-static void on_close(prpc__op *op, int ok) {
-  prpc_ctx *ctx = (prpc_ctx *)((char *)op - offsetof(prpc_ctx, close_op));
+/* The close is known (F_CLOSE_DONE set; cancelled tells how): tells
+ * on_cancel, and ends a cancelled call whose owner waits for on_done. */
+static void closed(prpc_ctx *ctx) {
   const prpc_ctx_callbacks *cb;
   void *user;
   int tell;
-  PRPC__UNUSED(ok);
   pthread_mutex_lock(&ctx->mu);
-  ctx->flags |= F_CLOSE_DONE;
   cb = ctx->cb;
   user = ctx->cb_user;
   tell = ctx->cancelled && cb && cb->on_cancel &&
@@ -519,6 +555,15 @@ static void on_close(prpc__op *op, int ok) {
     if (open)
       finish(ctx, GRPC_STATUS_CANCELLED);
   }
+}
+
+static void on_close(prpc__op *op, int ok) {
+  prpc_ctx *ctx = (prpc_ctx *)((char *)op - offsetof(prpc_ctx, close_op));
+  PRPC__UNUSED(ok);
+  pthread_mutex_lock(&ctx->mu);
+  ctx->flags |= F_CLOSE_DONE;
+  pthread_mutex_unlock(&ctx->mu);
+  closed(ctx);
   drop(ctx);
 }
 
@@ -974,9 +1019,17 @@ void prpc__calls_tell_shutdown(prpc_server *srv) {
 void prpc__calls_end(prpc_server *srv, const char *message) {
   pthread_mutex_lock(&srv->calls_mu);
   /* A call on the list has not been recycled: its grpc_call is valid. */
-  for (prpc_ctx *ctx = srv->live; ctx; ctx = ctx->live_next)
-    grpc_call_cancel_with_status(ctx->call, GRPC_STATUS_UNAVAILABLE, message,
-                                 NULL);
+  for (prpc_ctx *ctx = srv->live; ctx; ctx = ctx->live_next) {
+    if (!ctx->local) {
+      grpc_call_cancel_with_status(ctx->call, GRPC_STATUS_UNAVAILABLE,
+                                   message, NULL);
+      continue;
+    }
+    pthread_mutex_lock(&ctx->mu); /* its waiter ends it */
+    ctx->local_ended = 1;
+    pthread_cond_broadcast(&ctx->cv);
+    pthread_mutex_unlock(&ctx->mu);
+  }
   pthread_mutex_unlock(&srv->calls_mu);
 }
 
@@ -1021,6 +1074,8 @@ int prpc_ctx_is_cancelled(const prpc_ctx *cctx) {
   int done, started = 0;
   if (prpc__ms_until(ctx->deadline) == 0)
     return 1;
+  if (ctx->local)
+    return local_cancelled(ctx);
   pthread_mutex_lock(&ctx->mu);
   if (!(ctx->flags & F_CLOSE_STARTED) && !(ctx->flags & F_STATUS)) {
     start_close_locked(ctx); /* a unary call: the close goes on its own */
@@ -1141,8 +1196,9 @@ static grpc_status_code decode_request(prpc_ctx *ctx) {
   if (!ctx->payload)
     return fail_with(ctx, GRPC_STATUS_INVALID_ARGUMENT,
                      "the request message is missing");
-  atomic_store(&ctx->request_compressed,
-               prpc__core_last_message_compressed(ctx->call));
+  if (ctx->call)
+    atomic_store(&ctx->request_compressed,
+                 prpc__core_last_message_compressed(ctx->call));
   if (!codec->decode_into) {
     prpc_allocator alloc = {arena_cb_alloc, arena_cb_free, ctx};
     if ((ctx->request = prpc__decode(codec, m->input, ctx->payload, &alloc,
@@ -1311,4 +1367,142 @@ int prpc__ctx_serve(prpc_ctx *ctx) {
     return 0;
   }
   return 1; /* a blocking streaming handler: for a pool thread */
+}
+
+/* ---- calls of the HTTP front end, with no gRPC call behind them ---- */
+
+/* How often a waiter looks for its client's hang-up. */
+#define LOCAL_WATCH_MS 100
+
+/* Cancels a local call that has not ended yet (any thread, mu not held). */
+static void local_cancel(prpc_ctx *ctx) {
+  int first;
+  pthread_mutex_lock(&ctx->mu);
+  first = !(ctx->flags & F_CLOSE_DONE);
+  if (first) {
+    ctx->cancelled = 1;
+    ctx->flags |= F_CLOSE_STARTED | F_CLOSE_DONE;
+  }
+  pthread_mutex_unlock(&ctx->mu);
+  if (first)
+    closed(ctx);
+}
+
+static int local_cancelled(prpc_ctx *ctx) {
+  int done;
+  pthread_mutex_lock(&ctx->mu);
+  done = (ctx->flags & F_CLOSE_DONE) != 0;
+  int ended = ctx->local_ended;
+  pthread_mutex_unlock(&ctx->mu);
+  if (!done && (ended || prpc__fd_hung_up(ctx->local_fd)))
+    local_cancel(ctx);
+  pthread_mutex_lock(&ctx->mu);
+  done = (ctx->flags & F_CLOSE_DONE) && ctx->cancelled;
+  pthread_mutex_unlock(&ctx->mu);
+  return done;
+}
+
+int prpc__local_run(prpc_server *srv, prpc__local_call *lc) {
+  prpc_ctx *ctx;
+  int64_t left;
+  if (srv->opts.threads != 0 || srv->opts.loop)
+    return -EAGAIN; /* handlers run on the server's threads only */
+  if (!(ctx = prpc__ctx_get(srv)))
+    return -ENOMEM;
+  pthread_mutex_lock(&srv->calls_mu);
+  if (atomic_load(&srv->stopping) ||
+      srv->n_local >= (size_t)srv->opts.max_threads) {
+    int stopping = atomic_load(&srv->stopping);
+    pthread_mutex_unlock(&srv->calls_mu);
+    prpc__ctx_put(ctx);
+    return stopping ? PRPC_ESTATE : -EAGAIN;
+  }
+  ctx->local = 1; /* before it is on the list: prpc__calls_end reads it */
+  srv->n_local++;
+  live_add_locked(ctx);
+  pthread_mutex_unlock(&srv->calls_mu);
+
+  ctx->me = lc->me;
+  ctx->cs = &srv->main;
+  ctx->method = lc->me->m->path;
+  ctx->local_fd = lc->fd;
+  prpc__conn_ref(lc->conn);
+  ctx->conn = lc->conn;
+  ctx->deadline =
+      lc->timeout_ms > 0
+          ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                         gpr_time_from_millis(lc->timeout_ms, GPR_TIMESPAN))
+          : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+  ctx->md = *lc->md; /* taken */
+  *lc->md = (prpc_metadata)PRPC_METADATA_INIT;
+  ctx->md_converted = 1;
+  ctx->payload = lc->request;
+  lc->request = NULL;
+  ctx->refs = 2; /* the owner's, and this waiter's until prpc__local_done */
+  lc->ctx = ctx;
+
+  if (!ctx->me->invoke)
+    prpc__ctx_refuse(ctx, GRPC_STATUS_UNIMPLEMENTED,
+                     "the server has no handler for this method");
+  else
+    run_handler(ctx);
+
+  /* A deferred call: its status, or a cancel. */
+  pthread_mutex_lock(&ctx->mu);
+  while (!(ctx->flags & (F_STATUS | F_CLOSE_DONE))) {
+    struct timespec ts;
+    left = prpc__ms_until(ctx->deadline);
+    if (left == 0 || ctx->local_ended) {
+      pthread_mutex_unlock(&ctx->mu);
+      local_cancel(ctx);
+      pthread_mutex_lock(&ctx->mu);
+      continue;
+    }
+    prpc__timespec_in(&ts, CLOCK_REALTIME,
+                      left > 0 && left < LOCAL_WATCH_MS ? left
+                                                        : LOCAL_WATCH_MS);
+    if (pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts) == ETIMEDOUT &&
+        prpc__fd_hung_up(ctx->local_fd)) {
+      pthread_mutex_unlock(&ctx->mu);
+      local_cancel(ctx);
+      pthread_mutex_lock(&ctx->mu);
+    }
+  }
+  lc->reply = NULL;
+  lc->reply_len = 0;
+  lc->headers = lc->trailers = NULL;
+  lc->message = NULL;
+  if (ctx->cancelled) {
+    /* What the application still holds is not read: it may still use the
+     * context (a deferred call without on_done). */
+    if (ctx->local_ended) {
+      lc->code = GRPC_STATUS_UNAVAILABLE;
+      lc->message = "the server is shutting down";
+    } else if (prpc__ms_until(ctx->deadline) == 0) {
+      lc->code = GRPC_STATUS_DEADLINE_EXCEEDED;
+      lc->message = "Deadline Exceeded";
+    } else {
+      lc->code = GRPC_STATUS_CANCELLED;
+      lc->message = "the client went away";
+    }
+  } else {
+    lc->code = ctx->finish_code;
+    lc->message = ctx->message;
+    lc->headers = &ctx->headers;
+    lc->trailers = &ctx->trailers;
+    if (ctx->finish_code == GRPC_STATUS_OK && ctx->reply_bb) {
+      /* One slice: prpc__encode made it (a short one inline in it). */
+      grpc_slice *sl = &ctx->reply_bb->data.raw.slice_buffer.slices[0];
+      lc->reply = GRPC_SLICE_START_PTR(*sl);
+      lc->reply_len = GRPC_SLICE_LENGTH(*sl);
+    }
+  }
+  pthread_mutex_unlock(&ctx->mu);
+  return 0;
+}
+
+void prpc__local_done(prpc__local_call *lc) {
+  if (lc->ctx)
+    drop(lc->ctx); /* may end it: on_done runs here */
+  lc->ctx = NULL;
 }

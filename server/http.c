@@ -9,8 +9,12 @@
  * daemon without a listening socket, a thread per connection: handlers
  * may block, and so may the calls made here for them).
  *
- * A request is carried to the handler as a gRPC call on a connection of
- * the server's own: a socketpair whose server end is given to gRPC core on
+ * A unary call runs its handler on the connection's thread, with a
+ * context that has no gRPC call behind it (prpc__local_run, server/call.c)
+ * but the same deadline, metadata, callbacks, peer and shutdown. Other
+ * calls (and every call when the handlers must run on the server's own
+ * threads) are carried to the handler as gRPC calls on a connection of the
+ * server's own: a socketpair whose server end is given to gRPC core on
  * behalf of the HTTP connection (prpc__acceptor_inner), so that the call
  * runs through the same dispatch, deadlines, metadata, limits and
  * shutdown as any other, and prpc_ctx_peer_cred() tells the HTTP peer's
@@ -147,6 +151,7 @@ typedef struct route {
   const pool_sym *in, *out; /* NULL: no descriptor (hand-written table) */
   const char *service;      /* borrowed from the server */
   const char *name;         /* the method's name, in path */
+  const method_entry *me;   /* its handler, for calls run here */
 } route;
 
 struct hconn;
@@ -301,6 +306,8 @@ static void add_md_headers(struct MHD_Response *r, const prpc_metadata *md) {
   for (size_t i = 0; md && i < md->count; i++) {
     const prpc_md *e = &md->items[i];
     size_t kl = strlen(e->key);
+    if (strcmp(e->key, PRPC__COMPRESSION_MD_KEY) == 0)
+      continue; /* gRPC core's own: a JSON answer is not compressed */
     if (kl > 4 && strcmp(e->key + kl - 4, "-bin") == 0) {
       char *b = prpc__tc_b64_encode((const uint8_t *)e->value, e->value_len);
       if (b)
@@ -584,23 +591,151 @@ static enum MHD_Result finish_unary(struct MHD_Connection *mc, hreq *r,
   return rc;
 }
 
+/* A unary call over the inner connection, waited for on the HTTP
+ * connection's thread: a client that hangs up cancels it. */
+typedef struct inner_call {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;
+  raw_msg *reply;
+  prpc_status st;
+} inner_call;
+
+static void md_copy(prpc_metadata *to, const prpc_metadata *from) {
+  for (size_t i = 0; i < from->count; i++)
+    (void)prpc_metadata_add(to, from->items[i].key, from->items[i].value,
+                            from->items[i].value_len);
+}
+
+/* On the channel's loop; reply and st are borrowed: copied. */
+static void inner_done(prpc_call *call, void *reply, const prpc_status *st,
+                       void *user_data) {
+  inner_call *ic = user_data;
+  const raw_msg *m = reply;
+  PRPC__UNUSED(call);
+  pthread_mutex_lock(&ic->mu);
+  ic->st.code = st->code;
+  ic->st.message = st->message ? strdup(st->message) : NULL;
+  md_copy(&ic->st.headers, &st->headers);
+  md_copy(&ic->st.trailers, &st->trailers);
+  if (m && !(ic->reply = raw_decode(NULL, m->data, m->len, NULL)))
+    ic->st.code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+  ic->done = 1;
+  pthread_cond_signal(&ic->cv);
+  pthread_mutex_unlock(&ic->mu);
+}
+
 static enum MHD_Result call_unary(struct MHD_Connection *mc, hreq *r,
                                   prpc_channel *ch) {
   char err[640];
   wbuf req = {0};
-  raw_msg in, *reply = NULL;
-  prpc_status st = PRPC_STATUS_INIT;
-  grpc_status_code code;
+  raw_msg in;
+  prpc_call *call = NULL;
+  inner_call ic = {.st = PRPC_STATUS_INIT};
+  int rc;
   if (encode_one(r->hc->h, r->rt, (const char *)r->body.data, r->body.len,
                  &req, err, sizeof(err)) != 0) {
     wbuf_free(&req);
     return respond_error(mc, GRPC_STATUS_INVALID_ARGUMENT, err, 0);
   }
   in = (raw_msg){req.data ? req.data : (const uint8_t *)"", req.len};
-  code = prpc_unary_call(ch, &r->rt->desc, &in, &r->opts, (void **)&reply,
-                         &st);
+  pthread_mutex_init(&ic.mu, NULL);
+  pthread_cond_init(&ic.cv, NULL);
+  rc = prpc_unary_call_async(ch, &r->rt->desc, &in, &r->opts, inner_done,
+                             &ic, &call);
   wbuf_free(&req);
-  return finish_unary(mc, r, code, reply, &st);
+  if (rc != 0) {
+    pthread_cond_destroy(&ic.cv);
+    pthread_mutex_destroy(&ic.mu);
+    return respond_error(mc, GRPC_STATUS_INTERNAL, prpc_last_error(), 0);
+  }
+  pthread_mutex_lock(&ic.mu);
+  while (!ic.done) {
+    struct timespec ts;
+    prpc__timespec_in(&ts, CLOCK_REALTIME, HTTP_WATCH_MS);
+    if (pthread_cond_timedwait(&ic.cv, &ic.mu, &ts) == ETIMEDOUT &&
+        call && prpc__fd_hung_up(r->hc->fd)) {
+      prpc_call_cancel(call); /* valid until inner_done has run */
+      call = NULL;
+    }
+  }
+  pthread_mutex_unlock(&ic.mu);
+  pthread_cond_destroy(&ic.cv);
+  pthread_mutex_destroy(&ic.mu);
+  return finish_unary(mc, r, ic.st.code, ic.reply, &ic.st);
+}
+
+/* A unary call run on this thread, with no gRPC call behind it
+ * (prpc__local_run). Returns 0 with *res set, or -1 when it cannot run
+ * here: the caller makes it over the inner connection instead. */
+static int call_local(struct MHD_Connection *mc, hreq *r,
+                      enum MHD_Result *res) {
+  http *h = r->hc->h;
+  prpc_server *srv = h->srv;
+  char err[640];
+  wbuf req = {0};
+  prpc__local_call lc;
+  grpc_slice sl;
+  const prpc_metadata *mds[2];
+  int rc;
+  if (encode_one(h, r->rt, (const char *)r->body.data, r->body.len, &req,
+                 err, sizeof(err)) != 0) {
+    wbuf_free(&req);
+    *res = respond_error(mc, GRPC_STATUS_INVALID_ARGUMENT, err, 0);
+    return 0;
+  }
+  if (req.len > h->body_max) { /* as gRPC core refuses it */
+    snprintf(err, sizeof(err), "the request message is larger than %zu "
+                               "bytes", h->body_max);
+    wbuf_free(&req);
+    *res = respond_status(mc, 413, GRPC_STATUS_RESOURCE_EXHAUSTED, err,
+                          NULL, 0, 0);
+    return 0;
+  }
+  memset(&lc, 0, sizeof(lc));
+  lc.me = r->rt->me;
+  lc.conn = r->hc->rec;
+  lc.fd = r->hc->fd;
+  lc.md = &r->md;
+  lc.timeout_ms = r->opts.timeout_ms;
+  sl = req.len ? grpc_slice_new(req.data, req.len, free)
+               : grpc_empty_slice();
+  if (!req.len)
+    wbuf_free(&req);
+  lc.request = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  rc = prpc__local_run(srv, &lc);
+  if (rc != 0) {
+    grpc_byte_buffer_destroy(lc.request);
+    if (rc != PRPC_ESTATE)
+      return -1;
+    *res = respond_error(mc, GRPC_STATUS_UNAVAILABLE,
+                         "the server is shutting down", 1);
+    return 0;
+  }
+  mds[0] = lc.headers;
+  mds[1] = lc.trailers;
+  if (lc.code == GRPC_STATUS_OK && srv->opts.max_send_bytes > 0 &&
+      lc.reply_len > (size_t)srv->opts.max_send_bytes) {
+    snprintf(err, sizeof(err), "the reply message is larger than "
+                               "max_send_bytes (%zu > %d)",
+             lc.reply_len, srv->opts.max_send_bytes);
+    *res = respond_status(mc, 429, GRPC_STATUS_RESOURCE_EXHAUSTED, err, NULL,
+                          0, 0);
+  } else if (lc.code == GRPC_STATUS_OK) {
+    raw_msg m = {lc.reply ? lc.reply : (const uint8_t *)"", lc.reply_len};
+    size_t len = 0;
+    char *text = decode_one(h, r->rt, &m, &len, err, sizeof(err));
+    if (text)
+      *res = respond(mc, 200, "application/json", text, len, mds, 2, 0);
+    else
+      *res = respond_status(mc, 500, GRPC_STATUS_INTERNAL, err, mds, 2, 0);
+  } else {
+    *res = respond_status(mc, http_status(lc.code), lc.code, lc.message,
+                          lc.headers ? mds : NULL, lc.headers ? 2 : 0, 0);
+  }
+  prpc__local_done(&lc);
+  return 0;
 }
 
 /* A server-streaming response: one JSON object per line, written as the
@@ -1003,6 +1138,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
   }
   if (r->rt->desc.kind == PRPC_CLIENT_STREAMING)
     return finish_client_streaming(mc, r);
+  enum MHD_Result res;
+  if (r->rt->desc.kind == PRPC_UNARY && r->rt->me && call_local(mc, r, &res) == 0)
+    return res;
   prpc_channel *ch = channel_of(r->hc);
   if (!ch)
     return respond_error(mc, GRPC_STATUS_UNAVAILABLE,
@@ -1219,6 +1357,9 @@ static int http_start(void *data, const prpc_service_desc *const *services,
       rt->desc = (prpc_method_desc){m->path, m->kind, &raw_codec, NULL, NULL};
       rt->service = names[i];
       rt->name = slash + 1;
+      for (size_t j = 0; j < srv->n_methods; j++)
+        if (strcmp(srv->methods[j].m->path, m->path) == 0)
+          rt->me = &srv->methods[j];
       const pb_method *md =
           svc && svc->kind == SYM_SERVICE ? method_desc(svc, rt->name) : NULL;
       if (md && md->input_type && md->output_type) {

@@ -98,6 +98,7 @@ struct prpc_server {
   pthread_cond_t calls_cv; /* a call ended */
   prpc_ctx *live;
   size_t n_live;
+  size_t n_local; /* of them, calls of the HTTP front end (prpc__local_run) */
   prpc_ctx *free_ctx;
   size_t n_free;
   atomic_int busy; /* calls whose handler runs (stats) */
@@ -149,6 +150,34 @@ void prpc__calls_tell_shutdown(prpc_server *srv);
 void prpc__calls_end(prpc_server *srv, const char *message);
 /* Frees the free list (after the last call). */
 void prpc__calls_free(prpc_server *srv);
+
+/* A unary call of the HTTP front end, run on the calling thread with no
+ * gRPC call behind it: the handler, its context, deadline, metadata,
+ * peer, callbacks and the server's shutdown work as for a gRPC call. */
+typedef struct prpc__local_call {
+  /* in */
+  const method_entry *me;
+  prpc__conn *conn;      /* the HTTP connection (a reference is taken) */
+  int fd;                /* its socket: a hang-up cancels the call */
+  grpc_byte_buffer *request; /* the encoded request: taken */
+  prpc_metadata *md;     /* request metadata: taken */
+  int64_t timeout_ms;    /* 0: no deadline */
+  /* out: valid until prpc__local_done() */
+  grpc_status_code code;
+  const char *message;   /* NULL: none */
+  const uint8_t *reply;  /* the encoded reply on GRPC_STATUS_OK */
+  size_t reply_len;
+  const prpc_metadata *headers, *trailers; /* NULL: none */
+  prpc_ctx *ctx;
+} prpc__local_call;
+/* Runs the call and waits for its status, its deadline, the client's
+ * hang-up or the server's end. Returns 0 (then prpc__local_done() after
+ * the answer is written), or without running it: PRPC_ESTATE (the server
+ * is shutting down), -EAGAIN (handlers must run on the server's own
+ * threads: threads N or an application's loop; or max_threads calls run
+ * this way already) or -ENOMEM; request and md are left to the caller. */
+int prpc__local_run(prpc_server *srv, prpc__local_call *lc);
+void prpc__local_done(prpc__local_call *lc);
 
 /* ---- new calls (dispatch.c) ---- */
 

@@ -717,7 +717,16 @@ int prpc_server_wait(prpc_server *srv) {
     }
   }
   pthread_mutex_lock(&srv->mu);
-  if (!wait_cores(srv, &deadline)) {
+  int drained = wait_cores(srv, &deadline);
+  pthread_mutex_unlock(&srv->mu);
+  /* The HTTP front end's calls have no gRPC call: they drain here. */
+  pthread_mutex_lock(&srv->calls_mu);
+  while (drained && srv->n_local > 0)
+    drained = wait_step(srv, &srv->calls_cv, &srv->calls_mu, &deadline) !=
+              ETIMEDOUT;
+  pthread_mutex_unlock(&srv->calls_mu);
+  pthread_mutex_lock(&srv->mu);
+  if (!drained) {
     pthread_mutex_unlock(&srv->mu);
     prpc__log(PRPC__LOG_WARN,
               "calls still running after the %d ms grace period: ending them",

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -336,6 +337,14 @@ void prpc__sockfile_remove(prpc__sockfile *file) {
     unlinkat(file->dirfd, file->name, 0);
   close(file->dirfd);
   file->dirfd = -1;
+}
+
+int prpc__fd_hung_up(int fd) {
+  /* POLLHUP: closed both ways. A peer that has only shut down its side
+   * (POLLRDHUP) may still read the answer. */
+  struct pollfd p = {fd, 0, 0};
+  return fd >= 0 && poll(&p, 1, 0) == 1 &&
+         (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
 int prpc__unix_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {

@@ -844,8 +844,9 @@ PRPC_API grpc_status_code prpc_ctx_defer(prpc_ctx *ctx);
 PRPC_API int prpc_ctx_finish(prpc_ctx *ctx, grpc_status_code code);
 
 /* Callbacks of a server call; run on the server's loop (on_shutdown:
- * on the thread that called prpc_server_shutdown()). NULL members are not
- * called. On a loop with more than one thread, two of them may run at the
+ * on the thread that called prpc_server_shutdown(); a unary call of the
+ * HTTP front end, with the default threads: on its connection's thread,
+ * see docs/http.md). NULL members are not called. On a loop with more than one thread, two of them may run at the
  * same time (on_read and on_write_done, say): share state between them
  * under a lock. on_done comes alone, after every other has returned. */
 typedef struct prpc_ctx_callbacks {

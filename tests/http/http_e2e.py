@@ -645,6 +645,124 @@ def case_shutdown_drains():
         s.stop()
 
 
+# Where a unary handler runs: on the HTTP connection's thread by default,
+# on the server's own threads with --threads N (through the inner
+# connection). Both must behave the same.
+PATHS = (("connection thread", ()), ("server threads", ("--threads", "2")))
+
+
+def case_deferred():
+    """A deferred handler finished from another thread; the reply size
+    limit; the gzip request left out of the headers."""
+    p = "/helloworld.Greeter/SayHello"
+    for where, extra in PATHS:
+        with Server("tests/http/http_server", "--max-send-bytes", "3000",
+                    *extra) as s:
+            st, _, body = curl(s.path, p, b'{"name":"later"}')
+            eq((st, body), (200, b'{"message":"later done"}\n'),
+               "deferred, " + where)
+            st, _, body = curl(s.path, p, b'{"name":"big"}')
+            eq((st, json.loads(body)["status"]), (429, "RESOURCE_EXHAUSTED"),
+               "reply over max_send_bytes, " + where)
+            st, h, body = curl(s.path, p, b'{"name":"gzip"}')
+            eq((st, body), (200, b'{"message":"Hello gzip"}\n'),
+               "gzip, " + where)
+            check(not any(k.startswith("grpc-") for k in h),
+                  "no grpc- header (%s): %s" % (where, h))
+            st, _, body = curl(s.path, p, b'{"name":"x"}')
+            eq((st, body), (200, b'{"message":"Hello x"}\n'),
+               "served on, " + where)
+
+
+def case_deferred_cancel():
+    """A deferred call is told of its end: its deadline (504, on_cancel,
+    on_done with cancelled 1), and the client's hang-up."""
+    p = "/helloworld.Greeter/SayHello"
+    for where, extra in PATHS:
+        with Server("tests/http/http_server", *extra) as s:
+            t = time.time()
+            st, _, body = curl(s.path, p, b'{"name":"hold"}',
+                               headers=["x-deadline-ms: 300"])
+            eq((st, body),
+               (504, status_body(4, "DEADLINE_EXCEEDED", "Deadline Exceeded")),
+               "deadline, " + where)
+            check(time.time() - t < 3, "answered at the deadline")
+            st, _, body = curl(s.path, p, b'{"name":"events 1"}')
+            eq(body, b'{"message":"cancel 1 done 1 cancelled 1"}\n',
+               "callbacks after the deadline, " + where)
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(s.path)
+            req = b'{"name":"hold"}'
+            c.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                      b"%d\r\n\r\n%s" % (p.encode(), len(req), req))
+            # The call is held once the server counts it.
+            st, _, body = curl(s.path, p, b'{"name":"count"}')
+            t = time.time()
+            c.close()
+            st, _, body = curl(s.path, p, b'{"name":"events 2"}')
+            eq(body, b'{"message":"cancel 2 done 2 cancelled 2"}\n',
+               "callbacks after the hang-up, " + where)
+            check(time.time() - t < 2, "told of the hang-up at once")
+            # A client that only shuts down its sending side still reads
+            # its answer: the call is not cancelled.
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(s.path)
+            req = b'{"name":"slow"}'
+            c.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                      b"%d\r\n\r\n%s" % (p.encode(), len(req), req))
+            c.shutdown(socket.SHUT_WR)
+            c.settimeout(20)
+            f = c.makefile("rb")
+            st, body = read_response(f)
+            eq((st, body), (200, b'{"message":"slow done"}\n'),
+               "half-closed client, " + where)
+            c.close()
+
+
+def case_shutdown_held():
+    """SIGTERM with a deferred call held: on_shutdown ends it with its own
+    status; a handler that ignores the shutdown is ended after the grace
+    period with 503; the server exits 0 either way."""
+    p = "/helloworld.Greeter/SayHello"
+    for where, extra in PATHS:
+        for name, want in (
+                (b"hold", status_body(14, "UNAVAILABLE",
+                                      "held: shutting down")),
+                (b"sleep", status_body(14, "UNAVAILABLE",
+                                       "the server is shutting down"))):
+            s = Server("tests/http/http_server", "--grace-ms", "300", *extra)
+            try:
+                out = {}
+                c = UnixHTTPConnection(s.path)
+
+                def call():
+                    out["r"] = post(c, p, b'{"name":"%s"}' % name)
+                th = threading.Thread(target=call)
+                th.start()
+                # Running once the server counts it.
+                deadline = time.time() + 10
+                while time.time() < deadline:
+                    st, _, body = curl(s.path, p, b'{"name":"count"}')
+                    if body != b'{"message":"calls 1"}\n':
+                        break
+                    time.sleep(0.02)
+                t0 = time.time()
+                s.proc.terminate()
+                th.join(30)
+                r = out.get("r")
+                if extra and name == b"sleep":
+                    # The inner connection closes with the server: the
+                    # status is UNAVAILABLE, its message gRPC core's.
+                    r = (r[0], json.loads(r[1])["code"]) if r else r
+                    want = 14
+                eq(r, (503, want), "%s at SIGTERM, %s" %
+                   (name.decode(), where))
+                eq(s.proc.wait(30), 0, "exit status")
+                check(time.time() - t0 < 4, "exited soon after the grace")
+            finally:
+                s.stop()
+
+
 def case_connection_limit():
     with Server("tests/http/http_server", "--max-connections", "2") as s:
         conns = [UnixHTTPConnection(s.path) for _ in range(2)]

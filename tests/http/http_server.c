@@ -13,8 +13,18 @@
  *               header x-echo and trailer x-echo-trailer
  *   "fail"      ALREADY_EXISTS with message "exists"
  *   "conns"     "connections N": prpc_server_stats()'s open connections
+ *   "big"       a message of 4000 bytes
+ *   "gzip"      "Hello gzip", with gzip asked for the response
+ *   "later"     deferred: "later done" from another thread after 50 ms
+ *   "hold"      deferred and never answered: ends with its cancel
+ *               (on_done), or at shutdown with UNAVAILABLE "held: shutting
+ *               down" (on_shutdown)
+ *   "events N"  waits (5 s at most) until N held calls are over, then
+ *               "cancel C done D cancelled K": the callbacks they had
  *   otherwise   "Hello NAME"
+ * More options: [--threads N] [--grace-ms N] [--max-send-bytes N].
  * Prints "ready" once it serves; stops on SIGINT or SIGTERM. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +36,54 @@
 
 static atomic_int calls;
 static prpc_server *_Atomic the_server;
+
+/* What the held calls were told. */
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t held_cv = PTHREAD_COND_INITIALIZER;
+static int held_cancel, held_done, held_cancelled;
+
+static void held_on_cancel(prpc_ctx *ctx, void *user) {
+  (void)ctx;
+  (void)user;
+  pthread_mutex_lock(&held_mu);
+  held_cancel++;
+  pthread_mutex_unlock(&held_mu);
+}
+
+static void held_on_shutdown(prpc_ctx *ctx, void *user) {
+  (void)user;
+  prpc_ctx_set_message(ctx, "held: shutting down");
+  prpc_ctx_finish(ctx, GRPC_STATUS_UNAVAILABLE);
+}
+
+static void held_on_done(prpc_ctx *ctx, int cancelled, void *user) {
+  (void)ctx;
+  (void)user;
+  pthread_mutex_lock(&held_mu);
+  held_done++;
+  held_cancelled += cancelled != 0;
+  pthread_cond_broadcast(&held_cv);
+  pthread_mutex_unlock(&held_mu);
+}
+
+static const prpc_ctx_callbacks held_callbacks = {
+    .on_cancel = held_on_cancel,
+    .on_shutdown = held_on_shutdown,
+    .on_done = held_on_done};
+
+typedef struct later {
+  prpc_ctx *ctx;
+  Helloworld__HelloReply *reply;
+} later;
+
+static void *finish_later(void *arg) {
+  later *l = arg;
+  nanosleep(&(struct timespec){0, 50000000}, NULL);
+  l->reply->message = prpc_ctx_strdup(l->ctx, "later done");
+  prpc_ctx_finish(l->ctx, GRPC_STATUS_OK);
+  free(l);
+  return NULL;
+}
 
 static grpc_status_code say_hello(prpc_ctx *ctx,
                                   const Helloworld__HelloRequest *req,
@@ -71,6 +129,47 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
     if (prpc_server_get_stats(atomic_load(&the_server), &st) != 0)
       return GRPC_STATUS_INTERNAL;
     snprintf(buf, sizeof(buf), "connections %d", st.connections);
+  } else if (strcmp(name, "big") == 0) {
+    char *m = prpc_ctx_alloc(ctx, 4001);
+    if (!m)
+      return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    memset(m, 'b', 4000);
+    m[4000] = '\0';
+    reply->message = m;
+    return GRPC_STATUS_OK;
+  } else if (strcmp(name, "gzip") == 0) {
+    if (prpc_ctx_set_compression(ctx, "gzip") != 0)
+      return GRPC_STATUS_INTERNAL;
+    snprintf(buf, sizeof(buf), "Hello gzip");
+  } else if (strcmp(name, "later") == 0) {
+    later *l = malloc(sizeof(*l));
+    pthread_t t;
+    if (!l)
+      return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    l->ctx = ctx;
+    l->reply = reply;
+    if (pthread_create(&t, NULL, finish_later, l) != 0) {
+      free(l);
+      return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    pthread_detach(t);
+    return prpc_ctx_defer(ctx);
+  } else if (strcmp(name, "hold") == 0) {
+    if (prpc_ctx_set_callbacks(ctx, &held_callbacks, NULL) != 0)
+      return GRPC_STATUS_INTERNAL;
+    return prpc_ctx_defer(ctx);
+  } else if (strncmp(name, "events ", 7) == 0) {
+    int want = atoi(name + 7);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&held_mu);
+    while (held_done < want &&
+           pthread_cond_timedwait(&held_cv, &held_mu, &until) == 0)
+      ;
+    snprintf(buf, sizeof(buf), "cancel %d done %d cancelled %d", held_cancel,
+             held_done, held_cancelled);
+    pthread_mutex_unlock(&held_mu);
   } else if (strcmp(name, "fail") == 0) {
     prpc_ctx_set_message(ctx, "exists");
     return GRPC_STATUS_ALREADY_EXISTS;
@@ -104,6 +203,12 @@ int main(int argc, char **argv) {
       opts.handshake_timeout_ms = atoi(v);
     else if (strcmp(a, "--max-recv-bytes") == 0)
       opts.max_recv_bytes = atoi(v);
+    else if (strcmp(a, "--max-send-bytes") == 0)
+      opts.max_send_bytes = atoi(v);
+    else if (strcmp(a, "--threads") == 0)
+      opts.threads = atoi(v);
+    else if (strcmp(a, "--grace-ms") == 0)
+      opts.grace_ms = atoi(v);
   }
   if (prpc_server_create(&opts, &server) != 0) {
     fprintf(stderr, "http_server: %s\n", prpc_last_error());
