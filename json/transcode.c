@@ -1443,14 +1443,34 @@ static json_t *dec_wkt(tc *c, int kind, int wtype, const uint8_t *data,
 /* printing                                                                */
 /* ---------------------------------------------------------------------- */
 
+/* s (valid UTF-8: a jansson string or key) as a JSON string, escaped as
+ * jansson escapes it; runs that need no escape are written at once. */
 static int print_string(FILE *out, const char *s, size_t n) {
-  json_t *j = json_stringn(s, n);
-  char *d = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-  json_decref(j);
-  if (!d) return -1;
-  fputs(d, out);
-  free(d);
-  return 0;
+  size_t run = 0;
+  fputc('"', out);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char esc[8];
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    fwrite(s + run, 1, i - run, out);
+    run = i + 1;
+    switch (c) {
+    case '"': fputs("\\\"", out); break;
+    case '\\': fputs("\\\\", out); break;
+    case '\b': fputs("\\b", out); break;
+    case '\f': fputs("\\f", out); break;
+    case '\n': fputs("\\n", out); break;
+    case '\r': fputs("\\r", out); break;
+    case '\t': fputs("\\t", out); break;
+    default:
+      snprintf(esc, sizeof(esc), "\\u%04X", c);
+      fputs(esc, out);
+    }
+  }
+  fwrite(s + run, 1, n - run, out);
+  fputc('"', out);
+  return ferror(out) ? -1 : 0;
 }
 
 static void indent(FILE *out, int pretty, int depth) {
