@@ -302,5 +302,19 @@ static void base64(void) {
   wbuf_free(&b);
 }
 
+/* Strings printed with the escapes jansson's printer uses: the mandatory
+ * ones and control characters; '/', DEL and UTF-8 as they are. */
+static void string_escapes(void) {
+  load();
+  Clitest__AllTypes *m = roundtrip(
+      "{\"f_string\":\"q\\\"b\\\\s\\/\\b\\f\\n\\r\\t\\u0001\\u001f"
+      "\\u007f\\u00e9\\u2028\"}",
+      "{\"fString\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001F"
+      "\x7f\xc3\xa9\xe2\x80\xa8\"}");
+  ASSERT_STREQ(m->f_string, "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f\xc3\xa9\xe2\x80\xa8");
+  clitest__all_types__free_unpacked(m, NULL);
+}
+
 TEST_MAIN(CASE(scalars), CASE(repeated_maps_nested), CASE(defaults_omitted),
-          CASE(errors), CASE(malformed_wire), CASE(base64))
+          CASE(errors), CASE(malformed_wire), CASE(base64),
+          CASE(string_escapes))
