@@ -135,19 +135,10 @@ static int add_header(opts *o, const char *arg) {
   key[kl] = '\0';
   const char *val = colon + 1;
   while (*val == ' ' || *val == '\t') val++;
-  int rc;
-  if (kl > 4 && strcmp(key + kl - 4, "-bin") == 0) {
-    wbuf b = {0};
-    if (prpc__tc_b64_decode(val, strlen(val), &b) != 0) {
-      wbuf_free(&b);
-      return die(EXIT_USAGE, "bad header '%s': a -bin value must be base64",
-                 arg);
-    }
-    rc = prpc_metadata_add(&o->md, key, b.data ? (void *)b.data : "", b.len);
-    wbuf_free(&b);
-  } else {
-    rc = prpc_metadata_add_str(&o->md, key, val);
-  }
+  int rc = prpc__tc_md_add_text(&o->md, key, val);
+  if (rc == -EILSEQ)
+    return die(EXIT_USAGE, "bad header '%s': a -bin value must be base64",
+               arg);
   if (rc != 0)
     return die(EXIT_USAGE,
                "bad header '%s': keys are [0-9a-z_.-], values printable "
@@ -465,15 +456,9 @@ static int cmd_describe(session *s, const char *symbol) {
 static void print_metadata(const char *what, const prpc_metadata *md) {
   for (size_t i = 0; i < md->count; i++) {
     const prpc_md *e = &md->items[i];
-    size_t kl = strlen(e->key);
-    if (kl > 4 && strcmp(e->key + kl - 4, "-bin") == 0) {
-      char *b = prpc__tc_b64_encode((const uint8_t *)e->value, e->value_len);
-      fprintf(stderr, "%s %s: %s\n", what, e->key, b);
-      free(b);
-    } else {
-      fprintf(stderr, "%s %s: %.*s\n", what, e->key, (int)e->value_len,
-              e->value);
-    }
+    char *text = prpc__tc_md_text(e);
+    fprintf(stderr, "%s %s: %s\n", what, e->key, text ? text : "?");
+    free(text);
   }
 }
 
@@ -544,7 +529,7 @@ static int end_call(session *s, prpc_call *call, const pool_sym *out,
   grpc_status_code code = prpc_call_finish(call, reply, &st);
   if (rc == 0 && code == GRPC_STATUS_OK && reply && *reply)
     rc = print_reply(s, out, *reply);
-  if (reply) raw_free(*reply);
+  if (reply) free(*reply);
   if (s->o->verbose) {
     print_metadata("header", &st.headers);
     print_metadata("trailer", &st.trailers);
@@ -664,7 +649,7 @@ static int call_streaming(session *s, const pool_sym *in,
   if (kind == PRPC_BIDI_STREAMING) {
     while (rc == 0 && prpc_call_read(f.call, &reply) == 1) {
       rc = print_reply(s, out, reply);
-      raw_free(reply);
+      free(reply);
       reply = NULL;
     }
     if (rc) prpc_call_cancel(f.call);
@@ -731,7 +716,7 @@ static int cmd_call(session *s, const char *method_name, const char *json) {
   void *reply = NULL;
   while (rc == 0 && prpc_call_read(call, &reply) == 1) {
     rc = print_reply(s, out, reply);
-    raw_free(reply);
+    free(reply);
     reply = NULL;
   }
   if (rc) prpc_call_cancel(call);
@@ -819,7 +804,7 @@ static int cmd_health(session *s, const char *service) {
   int wrc;
   while ((wrc = wr_field(&rd, &f)) == 1)
     if (f.number == 1 && f.wt == WT_VARINT) status = f.v;
-  raw_free(reply);
+  free(reply);
   if (wrc < 0) return die(EXIT_DESCRIPTOR, "malformed HealthCheckResponse");
   if (status < 4) printf("%s\n", names[status]);
   else printf("%llu\n", (unsigned long long)status);

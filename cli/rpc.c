@@ -1,4 +1,4 @@
-/* prpc: the raw codec and the reflection client. */
+/* prpc: calls with the raw codec, and the reflection client. */
 #include "rpc.h"
 
 #include <stdio.h>
@@ -6,59 +6,6 @@
 #include <string.h>
 
 #include "wire.h"
-
-/* ---- the raw codec: messages are their own encoding ---- */
-
-static size_t raw_encoded_size(const void *type, const void *msg) {
-  (void)type;
-  return ((const raw_msg *)msg)->len;
-}
-
-static size_t raw_encode(const void *type, const void *msg, uint8_t *out) {
-  const raw_msg *m = msg;
-  (void)type;
-  if (m->len) memcpy(out, m->data, m->len);
-  return m->len;
-}
-
-static void *raw_decode(const void *type, const uint8_t *data, size_t len,
-                        const prpc_allocator *alloc) {
-  (void)type;
-  size_t size = sizeof(raw_msg) + len;
-  raw_msg *m = alloc && alloc->alloc ? alloc->alloc(alloc->data, size)
-                                     : malloc(size);
-  if (!m) return NULL;
-  uint8_t *bytes = (uint8_t *)(m + 1);
-  if (len) memcpy(bytes, data, len);
-  m->data = bytes;
-  m->len = len;
-  return m;
-}
-
-static void raw_codec_free(const void *type, void *msg,
-                           const prpc_allocator *alloc) {
-  (void)type;
-  if (!msg) return;
-  if (alloc && alloc->free) alloc->free(alloc->data, msg);
-  else free(msg);
-}
-
-static size_t raw_struct_size(const void *type) {
-  (void)type;
-  return sizeof(raw_msg);
-}
-
-static void raw_init(const void *type, void *msg) {
-  (void)type;
-  memset(msg, 0, sizeof(raw_msg));
-}
-
-const prpc_codec raw_codec = {"raw",          raw_encoded_size, raw_encode,
-                              raw_decode,     raw_codec_free,   raw_struct_size,
-                              raw_init,       NULL,             NULL,
-                              NULL};
-
-void raw_free(raw_msg *m) { free(m); }
 
 prpc_method_desc *raw_method(const char *path, prpc_method_kind kind) {
   prpc_method_desc *m = calloc(1, sizeof(*m) + strlen(path) + 1);
@@ -130,7 +77,7 @@ static int exchange_on(refl *r, prpc_method_desc *m, const wbuf *req,
     *resp = got;
   grpc_status_code code = prpc_call_finish(call, NULL, &st);
   if (code != GRPC_STATUS_OK || !*resp) {
-    raw_free(*resp);
+    free(*resp);
     *resp = NULL;
     if (code == GRPC_STATUS_OK) {
       code = GRPC_STATUS_INTERNAL;
@@ -223,7 +170,7 @@ int refl_list(refl *r, char ***names, size_t *n, rpc_error *err) {
       }
     }
   }
-  raw_free(resp);
+  free(resp);
   if (rc == 0 && !found) {
     set_err(err, GRPC_STATUS_INTERNAL,
             "the reflection response has no service list");
@@ -279,7 +226,7 @@ static int load_files(refl *r, pool *p, int what, const char *name,
       }
     }
   }
-  raw_free(resp);
+  free(resp);
   if (rc == 0 && !found) {
     set_err(err, GRPC_STATUS_INTERNAL,
             "the reflection response has no file descriptors");

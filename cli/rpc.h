@@ -7,15 +7,9 @@
 
 #include "pool.h"
 
-/* A message as its encoded bytes. The raw codec sends and receives these
- * unchanged; decoded ones own their bytes (free with raw_free()). */
-typedef struct raw_msg {
-  const uint8_t *data;
-  size_t len;
-} raw_msg;
-
-extern const prpc_codec raw_codec;
-void raw_free(raw_msg *m);
+/* Messages as their encoded bytes (raw_msg); decoded ones are one
+ * malloc() block each: free with free(). */
+#include "../runtime/raw_codec.h"
 
 /* A method called with raw bytes: path "/pkg.Service/Method". */
 prpc_method_desc *raw_method(const char *path, prpc_method_kind kind);

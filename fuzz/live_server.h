@@ -21,7 +21,7 @@
 
 #include "fuzz.h"
 #include "grpc/testing/test.prpc.h"
-#include "../tests/raw_codec.h"
+#include "../runtime/raw_codec.h"
 
 /* Requests that reached a handler, and stream messages a handler read. */
 static atomic_long live_handled, live_stream_msgs;

@@ -145,6 +145,8 @@ static int b64_value(char ch) {
 int prpc__tc_b64_decode(const char *s, size_t n, wbuf *out) {
   while (n > 0 && s[n - 1] == '=') n--;
   if (n % 4 == 1) return -1;
+  /* Room for every byte first (out of memory: failed is set). */
+  if (wbuf_reserve(out, n / 4 * 3 + 2) != 0) return 0;
   uint32_t acc = 0;
   int bits = 0;
   for (size_t i = 0; i < n; i++) {
@@ -154,11 +156,42 @@ int prpc__tc_b64_decode(const char *s, size_t n, wbuf *out) {
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
-      uint8_t byte = (uint8_t)(acc >> bits);
-      wbuf_put(out, &byte, 1);
+      out->data[out->len++] = (uint8_t)(acc >> bits);
     }
   }
   return 0;
+}
+
+int prpc__tc_md_is_bin(const char *key) {
+  size_t n = strlen(key);
+  return n > 4 && strcmp(key + n - 4, "-bin") == 0;
+}
+
+char *prpc__tc_md_text(const prpc_md *e) {
+  char *t;
+  if (prpc__tc_md_is_bin(e->key))
+    return prpc__tc_b64_encode((const uint8_t *)e->value, e->value_len);
+  if ((t = malloc(e->value_len + 1)) != NULL) {
+    memcpy(t, e->value, e->value_len);
+    t[e->value_len] = '\0';
+  }
+  return t;
+}
+
+int prpc__tc_md_add_text(prpc_metadata *md, const char *key,
+                         const char *text) {
+  wbuf b = {0};
+  int rc;
+  if (!prpc__tc_md_is_bin(key)) return prpc_metadata_add_str(md, key, text);
+  if (prpc__tc_b64_decode(text, strlen(text), &b) != 0) {
+    wbuf_free(&b);
+    return -EILSEQ;
+  }
+  rc = b.failed ? -ENOMEM
+                : prpc_metadata_add(md, key, b.data ? (void *)b.data : "",
+                                    b.len);
+  wbuf_free(&b);
+  return rc;
 }
 
 /* ---------------------------------------------------------------------- */

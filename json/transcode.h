@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include <piperpc/piperpc.h>
+
 #include "pool.h"
 #include "wire.h"
 
@@ -26,7 +28,7 @@ json_t *prpc__tc_decode(pool *p, const pool_sym *msg, const uint8_t *data,
                   size_t len, char *err, size_t errlen);
 
 /* Writes a JSON value: compact on one line, or indented by 2 when pretty.
- * Strings are escaped by jansson; numbers are printed with the fewest
+ * Strings are escaped as jansson escapes them; numbers are printed with the fewest
  * digits that read back to the same double. Returns 0 or -1. */
 int prpc__tc_print(FILE *out, const json_t *v, int pretty);
 
@@ -34,5 +36,16 @@ int prpc__tc_print(FILE *out, const json_t *v, int pretty);
  * alphabet, with or without padding; returns 0 or -1. */
 char *prpc__tc_b64_encode(const uint8_t *data, size_t len);
 int prpc__tc_b64_decode(const char *s, size_t slen, wbuf *out);
+
+/* Metadata as text (HTTP headers, prpc's -H and -v): the values of keys
+ * ending in "-bin" are bytes, written in base64, as gRPC writes them.
+ * prpc__tc_md_text: the value of e as text, malloc'd (NULL: no memory).
+ * prpc__tc_md_add_text: adds key with the value text stands for; 0,
+ * -EILSEQ (a -bin value that is not base64), or prpc_metadata_add()'s
+ * error. */
+int prpc__tc_md_is_bin(const char *key);
+char *prpc__tc_md_text(const prpc_md *e);
+int prpc__tc_md_add_text(prpc_metadata *md, const char *key,
+                         const char *text);
 
 #endif /* PRPC_JSON_TRANSCODE_H */

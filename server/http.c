@@ -64,6 +64,7 @@ void prpc__http_stop(prpc_server *srv) { PRPC__UNUSED(srv); }
 #include <time.h>
 #include <unistd.h>
 
+#include "../runtime/raw_codec.h"
 #include "pool.h"
 #include "transcode.h"
 #include "wire.h"
@@ -80,68 +81,6 @@ void prpc__http_stop(prpc_server *srv) { PRPC__UNUSED(srv); }
 #define NDJSON "application/x-ndjson"
 /* How often the watchdog looks for clients that are too slow. */
 #define HTTP_WATCH_MS 100
-
-/* ---- messages as their bytes ---- */
-
-typedef struct raw_msg {
-  const uint8_t *data;
-  size_t len;
-} raw_msg;
-
-static size_t raw_encoded_size(const void *type, const void *msg) {
-  PRPC__UNUSED(type);
-  return ((const raw_msg *)msg)->len;
-}
-
-static size_t raw_encode(const void *type, const void *msg, uint8_t *out) {
-  const raw_msg *m = msg;
-  PRPC__UNUSED(type);
-  if (m->len)
-    memcpy(out, m->data, m->len);
-  return m->len;
-}
-
-static void *raw_decode(const void *type, const uint8_t *data, size_t len,
-                        const prpc_allocator *alloc) {
-  size_t size = sizeof(raw_msg) + len + 1;
-  raw_msg *m = alloc && alloc->alloc ? alloc->alloc(alloc->data, size)
-                                     : malloc(size);
-  PRPC__UNUSED(type);
-  if (!m)
-    return NULL;
-  m->data = (const uint8_t *)(m + 1);
-  m->len = len;
-  if (len)
-    memcpy(m + 1, data, len);
-  return m;
-}
-
-static void raw_free(const void *type, void *msg,
-                     const prpc_allocator *alloc) {
-  PRPC__UNUSED(type);
-  if (msg && alloc && alloc->free)
-    alloc->free(alloc->data, msg);
-  else
-    free(msg);
-}
-
-static size_t raw_struct_size(const void *type) {
-  PRPC__UNUSED(type);
-  return sizeof(raw_msg);
-}
-
-static void raw_init(const void *type, void *msg) {
-  PRPC__UNUSED(type);
-  memset(msg, 0, sizeof(raw_msg));
-}
-
-/* No submessage walk: the handler's own codec checks the depth on the
- * server side of the inner call, and the transcoder bounds its own. */
-static const prpc_codec raw_codec = {"raw",          raw_encoded_size,
-                                     raw_encode,     raw_decode,
-                                     raw_free,       raw_struct_size,
-                                     raw_init,       NULL,
-                                     NULL,           NULL};
 
 /* ---- the front end ---- */
 
@@ -164,6 +103,8 @@ typedef struct http {
   size_t n_routes;
   const char *const *services; /* borrowed from the server */
   size_t n_services;
+  char *listing; /* GET /'s answer, made at start (NULL: out of memory) */
+  size_t listing_len;
   size_t body_max;
   atomic_int stopping;
   /* Connections handed over and not yet taken by libmicrohttpd's
@@ -305,17 +246,12 @@ static json_t *status_json(grpc_status_code code, const char *message) {
 static void add_md_headers(struct MHD_Response *r, const prpc_metadata *md) {
   for (size_t i = 0; md && i < md->count; i++) {
     const prpc_md *e = &md->items[i];
-    size_t kl = strlen(e->key);
     if (strcmp(e->key, PRPC__COMPRESSION_MD_KEY) == 0)
       continue; /* gRPC core's own: a JSON answer is not compressed */
-    if (kl > 4 && strcmp(e->key + kl - 4, "-bin") == 0) {
-      char *b = prpc__tc_b64_encode((const uint8_t *)e->value, e->value_len);
-      if (b)
-        MHD_add_response_header(r, e->key, b);
-      free(b);
-    } else {
-      MHD_add_response_header(r, e->key, e->value);
-    }
+    char *text = prpc__tc_md_text(e);
+    if (text)
+      MHD_add_response_header(r, e->key, text);
+    free(text);
   }
 }
 
@@ -439,17 +375,9 @@ static enum MHD_Result take_header(void *cls, enum MHD_ValueKind kind,
   }
   if (hop_header(k))
     return MHD_YES;
-  n = strlen(k);
-  if (n > 4 && strcmp(k + n - 4, "-bin") == 0) {
-    wbuf b = {0};
-    if (prpc__tc_b64_decode(value, strlen(value), &b) == 0 && !b.failed)
-      (void)prpc_metadata_add(&w->r->md, k, b.data ? (void *)b.data : "",
-                              b.len);
-    wbuf_free(&b);
-  } else {
-    /* A key or value gRPC would refuse is left out. */
-    (void)prpc_metadata_add_str(&w->r->md, k, value);
-  }
+  /* A key or value gRPC would refuse (or a -bin one not in base64) is
+   * left out. */
+  (void)prpc__tc_md_add_text(&w->r->md, k, value);
   return MHD_YES;
 }
 
@@ -958,8 +886,14 @@ static enum MHD_Result defer(hreq *r, int answer, grpc_status_code code,
 
 static enum MHD_Result answer(http *h, struct MHD_Connection *mc, hreq *r) {
   r->state = R_DONE;
-  if (r->answer == A_LIST)
-    return respond_json(mc, 200, listing(h), NULL, 0, 0);
+  if (r->answer == A_LIST) {
+    char *copy = h->listing ? malloc(h->listing_len) : NULL;
+    if (!copy)
+      return respond(mc, 500, NULL, NULL, 0, NULL, 0, 1);
+    memcpy(copy, h->listing, h->listing_len);
+    return respond(mc, 200, "application/json", copy, h->listing_len, NULL,
+                   0, 0);
+  }
   if (r->answer == A_ERROR)
     return respond_error(mc, r->a_code, r->a_msg, 0);
   struct MHD_Response *resp =
@@ -1375,6 +1309,9 @@ static int http_start(void *data, const prpc_service_desc *const *services,
   }
   h->services = names;
   h->n_services = n;
+  json_t *list = listing(h);
+  h->listing = list ? print_json(list, &h->listing_len) : NULL;
+  json_decref(list);
   h->body_max = srv->opts.max_recv_bytes > 0 ? (size_t)srv->opts.max_recv_bytes
                                              : HTTP_BODY_MAX;
   /* A connection with no request in progress, or whose client stops
@@ -1453,6 +1390,7 @@ static void http_destroy(void *data) {
     prpc__conn_unref(h->handed[i]);
   free(h->handed);
   free(h->routes);
+  free(h->listing);
   prpc__pool_free(&h->pool);
   pthread_cond_destroy(&h->idle);
   pthread_cond_destroy(&h->cv);

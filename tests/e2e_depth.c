@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "raw_codec.h"
+#include "../runtime/raw_codec.h"
 #include "test.h"
 #include "testutil.h"
 #include "tree.prpc.h"

@@ -14,7 +14,7 @@
 #include "helloworld.prpc.h"
 #include "test.h"
 #include "testutil.h"
-#include "raw_codec.h"
+#include "../runtime/raw_codec.h"
 
 /* ---- the server under test ---- */
 

@@ -26,7 +26,7 @@
 #include "grpc/testing/test.prpc.h"
 #include "test.h"
 #include "testutil.h"
-#include "raw_codec.h"
+#include "../runtime/raw_codec.h"
 
 extern char **environ;
 

@@ -17,7 +17,7 @@
 #include "nopkg.prpc.h"
 #include "test.h"
 #include "testutil.h"
-#include "raw_codec.h"
+#include "../runtime/raw_codec.h"
 #include "tree.prpc.h"
 
 /* ---- counting allocations ----

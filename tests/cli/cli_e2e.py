@@ -298,6 +298,12 @@ def case_errors():
                err_has=["bad deadline 'soon'"])
         expect(prpc("-H", "nocolon", "health", t), 1, "",
                err_has=["bad header 'nocolon'"])
+        expect(prpc("-H", "x-id-bin: !!", "health", t), 1, "",
+               "prpc: bad header 'x-id-bin: !!': a -bin value must be "
+               "base64\n")
+        expect(prpc("-H", "x-id: caf\u00e9", "health", t), 1, "",
+               "prpc: bad header 'x-id: caf\u00e9': keys are [0-9a-z_.-], "
+               "values printable ASCII\n")
         expect(prpc("--proto-set", os.path.join(TMP, "missing.pb"), "list", t),
                1, "", err_has=["missing.pb: No such file or directory"])
     finally:

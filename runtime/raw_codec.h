@@ -1,10 +1,13 @@
-/* A message codec whose "message" is raw bytes, for tests and fuzzers that
- * must put on the wire what no real message encodes to (garbage, field
- * number 0, oversize fields) or read a reply as the bytes that came.
- * Decoding copies the bytes into memory from the allocator (the call's
- * memory on the server, malloc() on a client); free with the same one. */
-#ifndef PRPC_TEST_RAW_CODEC_H
-#define PRPC_TEST_RAW_CODEC_H
+/* A message codec whose "message" is its encoded bytes, passed through
+ * unchanged: for the HTTP front end and prpc, which transcode the bytes
+ * to and from JSON themselves, and for tests and fuzzers that must put on
+ * the wire what no real message encodes to (garbage, field number 0,
+ * oversize fields) or read a reply as the bytes that came. Decoding copies
+ * the bytes into memory from the allocator (the call's memory on the
+ * server; malloc() without one, freed with free()). Header only: every
+ * program that includes it has its own copy. */
+#ifndef PRPC_RAW_CODEC_H
+#define PRPC_RAW_CODEC_H
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,8 +33,8 @@ static size_t raw_encode(const void *t, const void *m, uint8_t *out) {
 }
 static void *raw_decode(const void *t, const uint8_t *d, size_t n,
                         const prpc_allocator *a) {
-  raw_msg *m = a ? a->alloc(a->data, sizeof(*m) + n + 1)
-                 : malloc(sizeof(*m) + n + 1);
+  raw_msg *m = a && a->alloc ? a->alloc(a->data, sizeof(*m) + n + 1)
+                            : malloc(sizeof(*m) + n + 1);
   (void)t;
   if (!m)
     return NULL;
@@ -43,7 +46,7 @@ static void *raw_decode(const void *t, const uint8_t *d, size_t n,
 }
 static void raw_free(const void *t, void *m, const prpc_allocator *a) {
   (void)t;
-  if (!a)
+  if (!a || !a->alloc)
     free(m);
   else if (a->free)
     a->free(a->data, m);
@@ -60,4 +63,4 @@ static const prpc_codec raw_codec = {
     "raw", raw_size, raw_encode, raw_decode, raw_free, raw_struct_size,
     raw_init, NULL, NULL, NULL};
 
-#endif /* PRPC_TEST_RAW_CODEC_H */
+#endif /* PRPC_RAW_CODEC_H */
