@@ -613,30 +613,57 @@ def case_stats_connections():
         b.close()
 
 
+GREET = "/helloworld.Greeter/SayHello"
+
+
+def wait_active(s, n):
+    """Waits until n calls run in the server besides the one that asks."""
+    want = b'{"message":"active %d"}\n' % (n + 1)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if curl(s.path, GREET, b'{"name":"active"}')[2] == want:
+            return
+        time.sleep(0.02)
+    raise Fail("%d calls never ran at once" % n)
+
+
+def sigterm_during(s, name, conn=None):
+    """Calls name in a thread; once the server runs it, SIGTERM. Returns
+    (status, body) of that call, and when SIGTERM was sent."""
+    out = {}
+
+    def call():
+        if conn:
+            out["r"] = post(conn, GREET, b'{"name":"%s"}' % name)
+        else:
+            st, _, body = curl(s.path, GREET, b'{"name":"%s"}' % name)
+            out["r"] = (st, body)
+    t = threading.Thread(target=call)
+    t.start()
+    wait_active(s, 1)
+    t0 = time.time()
+    s.proc.terminate()
+    t.join(30)
+    return out.get("r"), t0
+
+
+def send_request(s, name):
+    """A socket on which SayHello(name) has been sent, with no answer read."""
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(s.path)
+    req = b'{"name":"%s"}' % name
+    c.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+              b"%s" % (GREET.encode(), len(req), req))
+    return c
+
+
 def case_shutdown_drains():
     """SIGTERM while an HTTP call is in flight: the call completes within
     the grace period, as a gRPC one does, and the server exits 0."""
     s = Server("tests/http/http_server")
     try:
-        p = "/helloworld.Greeter/SayHello"
-        out = {}
-
-        def call():
-            out["r"] = curl(s.path, p, b'{"name":"slow"}')
-        t = threading.Thread(target=call)
-        t.start()
-        # The call is running once the server counts it.
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            st, _, body = curl(s.path, p, b'{"name":"count"}')
-            if body != b'{"message":"calls 0"}\n':
-                break
-            time.sleep(0.02)
-        t0 = time.time()
-        s.proc.terminate()
-        t.join(30)
-        st, _, body = out["r"]
-        eq((st, body), (200, b'{"message":"slow done"}\n'),
+        r, t0 = sigterm_during(s, b"slow")
+        eq(r, (200, b'{"message":"slow done"}\n'),
            "the call in flight at SIGTERM")
         rc = s.proc.wait(30)
         eq(rc, 0, "exit status")
@@ -690,13 +717,8 @@ def case_deferred_cancel():
             st, _, body = curl(s.path, p, b'{"name":"events 1"}')
             eq(body, b'{"message":"cancel 1 done 1 cancelled 1"}\n',
                "callbacks after the deadline, " + where)
-            c = socket.socket(socket.AF_UNIX)
-            c.connect(s.path)
-            req = b'{"name":"hold"}'
-            c.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: "
-                      b"%d\r\n\r\n%s" % (p.encode(), len(req), req))
-            # The call is held once the server counts it.
-            st, _, body = curl(s.path, p, b'{"name":"count"}')
+            c = send_request(s, b"hold")
+            wait_active(s, 1)
             t = time.time()
             c.close()
             st, _, body = curl(s.path, p, b'{"name":"events 2"}')
@@ -705,11 +727,7 @@ def case_deferred_cancel():
             check(time.time() - t < 2, "told of the hang-up at once")
             # A client that only shuts down its sending side still reads
             # its answer: the call is not cancelled.
-            c = socket.socket(socket.AF_UNIX)
-            c.connect(s.path)
-            req = b'{"name":"slow"}'
-            c.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: "
-                      b"%d\r\n\r\n%s" % (p.encode(), len(req), req))
+            c = send_request(s, b"slow")
             c.shutdown(socket.SHUT_WR)
             c.settimeout(20)
             f = c.makefile("rb")
@@ -732,24 +750,7 @@ def case_shutdown_held():
                                        "the server is shutting down"))):
             s = Server("tests/http/http_server", "--grace-ms", "300", *extra)
             try:
-                out = {}
-                c = UnixHTTPConnection(s.path)
-
-                def call():
-                    out["r"] = post(c, p, b'{"name":"%s"}' % name)
-                th = threading.Thread(target=call)
-                th.start()
-                # Running once the server counts it.
-                deadline = time.time() + 10
-                while time.time() < deadline:
-                    st, _, body = curl(s.path, p, b'{"name":"count"}')
-                    if body != b'{"message":"calls 1"}\n':
-                        break
-                    time.sleep(0.02)
-                t0 = time.time()
-                s.proc.terminate()
-                th.join(30)
-                r = out.get("r")
+                r, t0 = sigterm_during(s, name, UnixHTTPConnection(s.path))
                 if extra and name == b"sleep":
                     # The inner connection closes with the server: the
                     # status is UNAVAILABLE, its message gRPC core's.

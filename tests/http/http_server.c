@@ -13,6 +13,8 @@
  *               header x-echo and trailer x-echo-trailer
  *   "fail"      ALREADY_EXISTS with message "exists"
  *   "conns"     "connections N": prpc_server_stats()'s open connections
+ *   "active"    "active N": prpc_server_stats()'s calls in flight (this
+ *               one too)
  *   "big"       a message of 4000 bytes
  *   "gzip"      "Hello gzip", with gzip asked for the response
  *   "later"     deferred: "later done" from another thread after 50 ms
@@ -124,11 +126,14 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
     prpc_ctx_add_header(ctx, "x-echo", v, strlen(v));
     prpc_ctx_add_trailer(ctx, "x-echo-trailer", v, strlen(v));
     snprintf(buf, sizeof(buf), "x-echo=%s", v);
-  } else if (strcmp(name, "conns") == 0) {
+  } else if (strcmp(name, "conns") == 0 || strcmp(name, "active") == 0) {
     prpc_server_stats st;
     if (prpc_server_get_stats(atomic_load(&the_server), &st) != 0)
       return GRPC_STATUS_INTERNAL;
-    snprintf(buf, sizeof(buf), "connections %d", st.connections);
+    if (name[0] == 'c')
+      snprintf(buf, sizeof(buf), "connections %d", st.connections);
+    else
+      snprintf(buf, sizeof(buf), "active %d", st.calls_active);
   } else if (strcmp(name, "big") == 0) {
     char *m = prpc_ctx_alloc(ctx, 4001);
     if (!m)
