@@ -983,6 +983,11 @@ static enum MHD_Result begin(http *h, struct MHD_Connection *mc, hreq *r,
   r->rt = rt;
   r->opts.metadata = &r->md;
   r->state = R_CALL;
+  /* A body of known size in one buffer, not grown by copies (the rest of
+   * a body under the limit comes anyway). */
+  if (rt->desc.kind != PRPC_CLIENT_STREAMING && !r->too_big && len > 0)
+    (void)wbuf_reserve(&r->body,
+                       len < HTTP_BODY_MAX ? (size_t)len : HTTP_BODY_MAX);
   /* A client stream may take its time; a single request's body may not. */
   set_phase(hc, rt->desc.kind == PRPC_CLIENT_STREAMING ? P_RUNNING : P_BODY);
   if (rt->desc.kind == PRPC_CLIENT_STREAMING) {
