@@ -737,6 +737,21 @@ def case_deferred_cancel():
             c.close()
 
 
+def case_local_limit():
+    """With max_threads calls running on connection threads, the next one
+    is served (by the server's threads) instead of waiting or failing."""
+    with Server("tests/http/http_server", "--max-threads", "1") as s:
+        held = send_request(s, b"hold")
+        wait_active(s, 1)
+        st, _, body = curl(s.path, GREET, b'{"name":"x"}',
+                           headers=["x-deadline-ms: 5000"])
+        eq((st, body), (200, b'{"message":"Hello x"}\n'), "beside a held call")
+        held.close()
+        st, _, body = curl(s.path, GREET, b'{"name":"events 1"}')
+        eq(body, b'{"message":"cancel 1 done 1 cancelled 1"}\n',
+           "the held call ended with its client")
+
+
 def case_shutdown_held():
     """SIGTERM with a deferred call held: on_shutdown ends it with its own
     status; a handler that ignores the shutdown is ended after the grace

@@ -24,7 +24,8 @@
  *   "events N"  waits (5 s at most) until N held calls are over, then
  *               "cancel C done D cancelled K": the callbacks they had
  *   otherwise   "Hello NAME"
- * More options: [--threads N] [--grace-ms N] [--max-send-bytes N].
+ * More options: [--threads N] [--max-threads N] [--grace-ms N]
+ *               [--max-send-bytes N].
  * Prints "ready" once it serves; stops on SIGINT or SIGTERM. */
 #include <pthread.h>
 #include <signal.h>
@@ -212,6 +213,8 @@ int main(int argc, char **argv) {
       opts.max_send_bytes = atoi(v);
     else if (strcmp(a, "--threads") == 0)
       opts.threads = atoi(v);
+    else if (strcmp(a, "--max-threads") == 0)
+      opts.max_threads = atoi(v);
     else if (strcmp(a, "--grace-ms") == 0)
       opts.grace_ms = atoi(v);
   }
