@@ -565,26 +565,13 @@ static void *feed(void *p) {
   }
   for (;;) {
     for (;;) { /* every complete value in the buffer */
-      while (off < text.len && isspace((unsigned char)text.data[off])) off++;
-      if (off == text.len) break;
-      json_error_t je;
-      json_t *j = json_loadb((const char *)text.data + off, text.len - off,
-                             JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
-                                 JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES,
-                             &je);
-      if (!j) {
-        if (!eof && json_error_code(&je) == json_error_premature_end_of_input)
-          break; /* wait for the rest */
-        snprintf(f->msg, sizeof(f->msg), "request %zu: bad JSON: %s", count + 1,
-                 je.text);
-        goto bad;
-      }
-      off += je.position ? (size_t)je.position : 1;
       wbuf w = {0};
-      int rc = prpc__tc_encode(&f->s->pool, f->in, j, &w, err, sizeof(err));
-      json_decref(j);
-      if (rc != 0) {
+      int rc = prpc__tc_encode_next(&f->s->pool, f->in,
+                                    (const char *)text.data, text.len, &off,
+                                    eof, &w, err, sizeof(err));
+      if (rc <= 0) {
         wbuf_free(&w);
+        if (rc == 0) break; /* wait for the rest */
         snprintf(f->msg, sizeof(f->msg), "request %zu: %s", count + 1, err);
         goto bad;
       }

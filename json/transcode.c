@@ -6,6 +6,7 @@
 
 _Thread_local int prpc__wbuf_oom;
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -1573,4 +1574,28 @@ int prpc__tc_print(FILE *out, const json_t *v, int pretty) {
   if (print_value(out, v, pretty, 0) != 0) return -1;
   fputc('\n', out);
   return 0;
+}
+
+int prpc__tc_encode_next(pool *p, const pool_sym *msg, const char *text,
+                         size_t len, size_t *off, int eof, wbuf *out,
+                         char *err, size_t errlen) {
+  size_t at = *off;
+  json_error_t je;
+  while (at < len && isspace((unsigned char)text[at])) at++;
+  *off = at;
+  if (at == len) return 0;
+  json_t *j = json_loadb(text + at, len - at,
+                         JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
+                             JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES,
+                         &je);
+  if (!j) {
+    if (!eof && json_error_code(&je) == json_error_premature_end_of_input)
+      return 0; /* the rest is on its way */
+    snprintf(err, errlen, "bad JSON: %s", je.text);
+    return -1;
+  }
+  *off = at + (je.position ? (size_t)je.position : 1);
+  int rc = prpc__tc_encode(p, msg, j, out, err, errlen);
+  json_decref(j);
+  return rc == 0 ? 1 : -1;
 }

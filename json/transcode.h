@@ -20,6 +20,14 @@
 int prpc__tc_encode(pool *p, const pool_sym *msg, json_t *in, wbuf *out,
               char *err, size_t errlen);
 
+/* The next of a stream of JSON values (newline-delimited or not) in
+ * text[*off, len), encoded as message msg into out (empty). Returns 1 with
+ * *off past it; 0 when no complete value is there (more may come, unless
+ * eof); or -1 with err: "bad JSON: ..." or the encoder's sentence. */
+int prpc__tc_encode_next(pool *p, const pool_sym *msg, const char *text,
+                         size_t len, size_t *off, int eof, wbuf *out,
+                         char *err, size_t errlen);
+
 /* Decodes len bytes of message msg into a new JSON object (lowerCamelCase
  * names, default values left out, 64-bit integers as strings, bytes as
  * base64, enums by name). Returns NULL with err set when the bytes are not

@@ -807,29 +807,14 @@ static void take_messages(hreq *r, int eof) {
   size_t off = 0;
   char err[600];
   while (!r->err[0] && r->call && !r->ended) {
-    while (off < r->body.len && isspace(r->body.data[off]))
-      off++;
-    if (off == r->body.len)
-      break;
-    json_error_t je;
-    json_t *j = json_loadb((const char *)r->body.data + off,
-                           r->body.len - off,
-                           JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
-                               JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES,
-                           &je);
-    if (!j) {
-      if (!eof && json_error_code(&je) == json_error_premature_end_of_input)
-        break; /* the rest is on its way */
-      snprintf(r->err, sizeof(r->err), "request %zu: bad JSON: %s",
-               r->sent + 1, je.text);
-      break;
-    }
-    off += je.position ? (size_t)je.position : 1;
     wbuf w = {0};
-    int rc = prpc__tc_encode(&h->pool, r->rt->in, j, &w, err, sizeof(err));
-    json_decref(j);
-    if (rc != 0) {
-      snprintf(r->err, sizeof(r->err), "request %zu: %s", r->sent + 1, err);
+    int rc = prpc__tc_encode_next(&h->pool, r->rt->in,
+                                  (const char *)r->body.data, r->body.len,
+                                  &off, eof, &w, err, sizeof(err));
+    if (rc <= 0) {
+      if (rc < 0)
+        snprintf(r->err, sizeof(r->err), "request %zu: %s", r->sent + 1,
+                 err);
       wbuf_free(&w);
       break;
     }
