@@ -406,7 +406,7 @@ static void start_status_locked(prpc_ctx *ctx) {
     if (prpc__ms_until(ctx->deadline) == 0)
       ctx->cancelled = 1;
     ctx->finish_code = code;
-    ctx->flags |= F_STATUS | F_HEADERS | F_CLOSE_STARTED | F_CLOSE_DONE;
+    ctx->flags |= F_STATUS | F_HEADERS | F_CLOSE_STARTED;
     pthread_cond_broadcast(&ctx->cv);
     return;
   }
@@ -984,6 +984,16 @@ int prpc_ctx_set_callbacks(prpc_ctx *ctx, const prpc_ctx_callbacks *cb,
     cb->on_shutdown(ctx, user_data);
   if (tell_cancel || tell_shutdown)
     drop(ctx);
+  /* A call cancelled before its owner asked to hear of its end ends now,
+   * as one cancelled after does (closed()). */
+  if (cb && cb->on_done) {
+    pthread_mutex_lock(&ctx->mu);
+    int end = (ctx->flags & F_CLOSE_DONE) && ctx->cancelled &&
+              !(ctx->flags & (F_FINISHED | F_RUNNING));
+    pthread_mutex_unlock(&ctx->mu);
+    if (end)
+      finish(ctx, GRPC_STATUS_CANCELLED);
+  }
   return 0;
 }
 
@@ -1374,7 +1384,14 @@ int prpc__ctx_serve(prpc_ctx *ctx) {
 /* How often a waiter looks for its client's hang-up. */
 #define LOCAL_WATCH_MS 100
 
-/* Cancels a local call that has not ended yet (any thread, mu not held). */
+/* Every change of a local call's close, and every callback of its own
+ * (on_cancel, and the end of a cancelled call whose owner set on_done),
+ * happens on the waiter's thread (prpc__local_run, prpc__local_done),
+ * which holds a reference meanwhile: never inside a function the
+ * application calls. */
+
+/* Cancels a local call whose close is not known yet (the waiter, mu not
+ * held). */
 static void local_cancel(prpc_ctx *ctx) {
   int first;
   pthread_mutex_lock(&ctx->mu);
@@ -1388,23 +1405,24 @@ static void local_cancel(prpc_ctx *ctx) {
     closed(ctx);
 }
 
+/* prpc_ctx_is_cancelled() of a local call: says so, and wakes the waiter,
+ * which ends it. */
 static int local_cancelled(prpc_ctx *ctx) {
-  int done;
+  int gone;
   pthread_mutex_lock(&ctx->mu);
-  done = (ctx->flags & F_CLOSE_DONE) != 0;
-  int ended = ctx->local_ended;
+  gone = ((ctx->flags & F_CLOSE_DONE) && ctx->cancelled) || ctx->local_ended;
+  if (!gone && !(ctx->flags & F_CLOSE_DONE) &&
+      prpc__fd_hung_up(ctx->local_fd)) {
+    gone = 1;
+    pthread_cond_broadcast(&ctx->cv);
+  }
   pthread_mutex_unlock(&ctx->mu);
-  if (!done && (ended || prpc__fd_hung_up(ctx->local_fd)))
-    local_cancel(ctx);
-  pthread_mutex_lock(&ctx->mu);
-  done = (ctx->flags & F_CLOSE_DONE) && ctx->cancelled;
-  pthread_mutex_unlock(&ctx->mu);
-  return done;
+  return gone;
 }
 
 int prpc__local_run(prpc_server *srv, prpc__local_call *lc) {
   prpc_ctx *ctx;
-  int64_t left;
+  int tell = 0;
   if (srv->opts.threads != 0 || srv->opts.loop)
     return -EAGAIN; /* handlers run on the server's threads only */
   if (!(ctx = prpc__ctx_get(srv)))
@@ -1451,8 +1469,8 @@ int prpc__local_run(prpc_server *srv, prpc__local_call *lc) {
   pthread_mutex_lock(&ctx->mu);
   while (!(ctx->flags & (F_STATUS | F_CLOSE_DONE))) {
     struct timespec ts;
-    left = prpc__ms_until(ctx->deadline);
-    if (left == 0 || ctx->local_ended) {
+    int64_t left = prpc__ms_until(ctx->deadline);
+    if (left == 0 || ctx->local_ended || prpc__fd_hung_up(ctx->local_fd)) {
       pthread_mutex_unlock(&ctx->mu);
       local_cancel(ctx);
       pthread_mutex_lock(&ctx->mu);
@@ -1461,12 +1479,16 @@ int prpc__local_run(prpc_server *srv, prpc__local_call *lc) {
     prpc__timespec_in(&ts, CLOCK_REALTIME,
                       left > 0 && left < LOCAL_WATCH_MS ? left
                                                         : LOCAL_WATCH_MS);
-    if (pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts) == ETIMEDOUT &&
-        prpc__fd_hung_up(ctx->local_fd)) {
-      pthread_mutex_unlock(&ctx->mu);
-      local_cancel(ctx);
-      pthread_mutex_lock(&ctx->mu);
-    }
+    pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts);
+  }
+  if (!(ctx->flags & F_CLOSE_DONE)) {
+    /* The status is decided: it reaches the client unless it came after
+     * the deadline (start_status_locked), after the server ended the call
+     * (prpc__calls_end), or the client has gone. */
+    if (ctx->local_ended || prpc__fd_hung_up(ctx->local_fd))
+      ctx->cancelled = 1;
+    ctx->flags |= F_CLOSE_DONE;
+    tell = ctx->cancelled;
   }
   lc->reply = NULL;
   lc->reply_len = 0;
@@ -1498,11 +1520,20 @@ int prpc__local_run(prpc_server *srv, prpc__local_call *lc) {
     }
   }
   pthread_mutex_unlock(&ctx->mu);
+  if (tell) /* finished already: on_cancel only */
+    closed(ctx);
   return 0;
 }
 
-void prpc__local_done(prpc__local_call *lc) {
-  if (lc->ctx)
-    drop(lc->ctx); /* may end it: on_done runs here */
-  lc->ctx = NULL;
+void prpc__local_done(prpc_ctx *ctx) {
+  if (!ctx)
+    return;
+  /* A cancelled deferred call may not be finished yet: this reference
+   * stays until it is, so that its end (on_done) comes here, never inside
+   * prpc_ctx_finish() or prpc_ctx_set_callbacks(). */
+  pthread_mutex_lock(&ctx->mu);
+  while (!(ctx->flags & F_FINISHED))
+    pthread_cond_wait(&ctx->cv, &ctx->mu);
+  pthread_mutex_unlock(&ctx->mu);
+  drop(ctx); /* may end it: on_done runs here */
 }

@@ -180,6 +180,7 @@ typedef struct hreq {
   int answer; /* A_* */
   grpc_status_code a_code;
   const char *a_msg; /* static */
+  prpc_ctx *local; /* a call run here (call_local): let go once answered */
   /* client streaming */
   prpc_call *call;
   int ended;    /* the call ended early: the rest of the body is dropped */
@@ -582,7 +583,7 @@ static enum MHD_Result call_unary(struct MHD_Connection *mc, hreq *r,
     struct timespec ts;
     prpc__timespec_in(&ts, CLOCK_REALTIME, HTTP_WATCH_MS);
     if (pthread_cond_timedwait(&ic.cv, &ic.mu, &ts) == ETIMEDOUT &&
-        call && prpc__fd_hung_up(r->hc->fd)) {
+        !ic.done && call && prpc__fd_hung_up(r->hc->fd)) {
       prpc_call_cancel(call); /* valid until inner_done has run */
       call = NULL;
     }
@@ -662,7 +663,7 @@ static int call_local(struct MHD_Connection *mc, hreq *r,
     *res = respond_status(mc, http_status(lc.code), lc.code, lc.message,
                           lc.headers ? mds : NULL, lc.headers ? 2 : 0, 0);
   }
-  prpc__local_done(&lc);
+  r->local = lc.ctx; /* let go in on_completed, once the answer is out */
   return 0;
 }
 
@@ -1083,6 +1084,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc,
   if (!r)
     return;
   set_phase(r->hc, P_WAITING); /* for the next request */
+  prpc__local_done(r->local);
   if (r->call) { /* the client went away in the middle of its stream */
     prpc_call_cancel(r->call);
     prpc_call_finish(r->call, NULL, NULL);

@@ -171,13 +171,16 @@ typedef struct prpc__local_call {
   prpc_ctx *ctx;
 } prpc__local_call;
 /* Runs the call and waits for its status, its deadline, the client's
- * hang-up or the server's end. Returns 0 (then prpc__local_done() after
- * the answer is written), or without running it: PRPC_ESTATE (the server
- * is shutting down), -EAGAIN (handlers must run on the server's own
- * threads: threads N or an application's loop; or max_threads calls run
- * this way already) or -ENOMEM; request and md are left to the caller. */
+ * hang-up or the server's end. Returns 0 (then prpc__local_done(lc->ctx)
+ * once the answer is written), or without running it: PRPC_ESTATE (the
+ * server is shutting down), -EAGAIN (handlers must run on the server's
+ * own threads: threads N or an application's loop; or max_threads calls
+ * run this way already) or -ENOMEM; request and md are left to the
+ * caller. */
 int prpc__local_run(prpc_server *srv, prpc__local_call *lc);
-void prpc__local_done(prpc__local_call *lc);
+/* The waiter's end: waits until a cancelled deferred call is finished
+ * (on_done runs here). */
+void prpc__local_done(prpc_ctx *ctx);
 
 /* ---- new calls (dispatch.c) ---- */
 

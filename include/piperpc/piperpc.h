@@ -863,7 +863,10 @@ typedef struct prpc_ctx_callbacks {
    * with a status of the application's choosing (prpc_ctx_finish). */
   void (*on_shutdown)(prpc_ctx *ctx, void *user_data);
   /* The call is over (cancelled: 1 if it did not end with the status that
-   * was sent); the context is freed when it returns. */
+   * was sent); the context is freed when it returns. A call with on_done
+   * that is cancelled before the application finishes it ends by itself
+   * (also when the cancel came before the callbacks were set): after
+   * on_cancel, no prpc_ctx_finish() is needed. */
   void (*on_done)(prpc_ctx *ctx, int cancelled, void *user_data);
 } prpc_ctx_callbacks;
 

@@ -725,6 +725,14 @@ def case_deferred_cancel():
             eq(body, b'{"message":"cancel 2 done 2 cancelled 2"}\n',
                "callbacks after the hang-up, " + where)
             check(time.time() - t < 2, "told of the hang-up at once")
+            # Callbacks set only once the client has gone: on_cancel is
+            # told, and the call ends by itself (on_done, cancelled).
+            c = send_request(s, b"late")
+            wait_active(s, 1)
+            c.close()
+            st, _, body = curl(s.path, p, b'{"name":"events 3"}')
+            eq(body, b'{"message":"cancel 3 done 3 cancelled 3"}\n',
+               "callbacks set after the hang-up, " + where)
             # A client that only shuts down its sending side still reads
             # its answer: the call is not cancelled.
             c = send_request(s, b"slow")

@@ -21,6 +21,9 @@
  *   "hold"      deferred and never answered: ends with its cancel
  *               (on_done), or at shutdown with UNAVAILABLE "held: shutting
  *               down" (on_shutdown)
+ *   "late"      deferred with no callbacks; another thread waits until
+ *               the call is cancelled, then sets the held calls'
+ *               callbacks (the call ends by itself: on_done)
  *   "events N"  waits (5 s at most) until N held calls are over, then
  *               "cancel C done D cancelled K": the callbacks they had
  *   otherwise   "Hello NAME"
@@ -73,6 +76,24 @@ static const prpc_ctx_callbacks held_callbacks = {
     .on_cancel = held_on_cancel,
     .on_shutdown = held_on_shutdown,
     .on_done = held_on_done};
+
+/* "late": polls for the cancel under held_mu, which on_cancel takes (a
+ * callback run inside prpc_ctx_is_cancelled() would deadlock here), then
+ * sets the callbacks: the call is cancelled already, so on_cancel is told
+ * and the call ends by itself (on_done). */
+static void *callbacks_late(void *arg) {
+  prpc_ctx *ctx = arg;
+  for (;;) {
+    pthread_mutex_lock(&held_mu);
+    int cancelled = prpc_ctx_is_cancelled(ctx);
+    pthread_mutex_unlock(&held_mu);
+    if (cancelled)
+      break;
+    nanosleep(&(struct timespec){0, 10000000}, NULL);
+  }
+  prpc_ctx_set_callbacks(ctx, &held_callbacks, NULL);
+  return NULL;
+}
 
 typedef struct later {
   prpc_ctx *ctx;
@@ -158,6 +179,12 @@ static grpc_status_code say_hello(prpc_ctx *ctx,
       free(l);
       return GRPC_STATUS_RESOURCE_EXHAUSTED;
     }
+    pthread_detach(t);
+    return prpc_ctx_defer(ctx);
+  } else if (strcmp(name, "late") == 0) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, callbacks_late, ctx) != 0)
+      return GRPC_STATUS_RESOURCE_EXHAUSTED;
     pthread_detach(t);
     return prpc_ctx_defer(ctx);
   } else if (strcmp(name, "hold") == 0) {
