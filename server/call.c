@@ -530,6 +530,19 @@ static void start_close_locked(prpc_ctx *ctx) {
 
 /* The close is known (F_CLOSE_DONE set; cancelled tells how): tells
  * on_cancel, and ends a cancelled call whose owner waits for on_done. */
+/* A cancelled call whose owner will hear of its end (on_done) and has
+ * not finished it ends now, so that none is left waiting for a finish
+ * that would not come: when its close comes (closed()), when its handler
+ * returns PRPC_DEFERRED, or when on_done is set after the cancel. */
+static void end_if_cancelled(prpc_ctx *ctx) {
+  pthread_mutex_lock(&ctx->mu);
+  int end = (ctx->flags & F_CLOSE_DONE) && ctx->cancelled && ctx->cb &&
+            ctx->cb->on_done && !(ctx->flags & (F_FINISHED | F_RUNNING));
+  pthread_mutex_unlock(&ctx->mu);
+  if (end)
+    finish(ctx, GRPC_STATUS_CANCELLED);
+}
+
 static void closed(prpc_ctx *ctx) {
   const prpc_ctx_callbacks *cb;
   void *user;
@@ -545,16 +558,7 @@ static void closed(prpc_ctx *ctx) {
   pthread_mutex_unlock(&ctx->mu);
   if (tell)
     cb->on_cancel(ctx, user);
-  /* A cancelled call whose owner will hear of its end (on_done) and has
-   * not finished it ends now, so that none is left waiting for a finish
-   * that would not come. */
-  if (ctx->cancelled && cb && cb->on_done) {
-    pthread_mutex_lock(&ctx->mu);
-    int open = !(ctx->flags & (F_FINISHED | F_RUNNING));
-    pthread_mutex_unlock(&ctx->mu);
-    if (open)
-      finish(ctx, GRPC_STATUS_CANCELLED);
-  }
+  end_if_cancelled(ctx);
 }
 
 static void on_close(prpc__op *op, int ok) {
@@ -984,16 +988,7 @@ int prpc_ctx_set_callbacks(prpc_ctx *ctx, const prpc_ctx_callbacks *cb,
     cb->on_shutdown(ctx, user_data);
   if (tell_cancel || tell_shutdown)
     drop(ctx);
-  /* A call cancelled before its owner asked to hear of its end ends now,
-   * as one cancelled after does (closed()). */
-  if (cb && cb->on_done) {
-    pthread_mutex_lock(&ctx->mu);
-    int end = (ctx->flags & F_CLOSE_DONE) && ctx->cancelled &&
-              !(ctx->flags & (F_FINISHED | F_RUNNING));
-    pthread_mutex_unlock(&ctx->mu);
-    if (end)
-      finish(ctx, GRPC_STATUS_CANCELLED);
-  }
+  end_if_cancelled(ctx); /* cancelled before on_done was set */
   return 0;
 }
 
@@ -1277,12 +1272,8 @@ static void run_handler(prpc_ctx *ctx) {
   if (code == PRPC_DEFERRED) {
     pthread_mutex_lock(&ctx->mu);
     ctx->flags &= ~F_RUNNING; /* the application finishes it */
-    /* ...unless it was cancelled while the handler ran (see on_close). */
-    int end = (ctx->flags & F_CLOSE_DONE) && ctx->cancelled && ctx->cb &&
-              ctx->cb->on_done && !(ctx->flags & F_FINISHED);
     pthread_mutex_unlock(&ctx->mu);
-    if (end)
-      finish(ctx, GRPC_STATUS_CANCELLED);
+    end_if_cancelled(ctx); /* ...unless it was cancelled while it ran */
   } else if (finish(ctx, code) != 0) {
     prpc__log_call(PRPC__LOG_ERROR, ctx->method, "",
                    "the handler returned a status after the call was "
@@ -1446,11 +1437,7 @@ int prpc__local_run(prpc_server *srv, prpc__local_call *lc) {
   ctx->local_fd = lc->fd;
   prpc__conn_ref(lc->conn);
   ctx->conn = lc->conn;
-  ctx->deadline =
-      lc->timeout_ms > 0
-          ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                         gpr_time_from_millis(lc->timeout_ms, GPR_TIMESPAN))
-          : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+  ctx->deadline = prpc__deadline_from_ms(lc->timeout_ms);
   ctx->md = *lc->md; /* taken */
   *lc->md = (prpc_metadata)PRPC_METADATA_INIT;
   ctx->md_converted = 1;
